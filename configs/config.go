@@ -1,0 +1,128 @@
+// Package configs defines credbroker's configuration: the broker's own
+// settings, each provider's connection block and the roles sessions are
+// started for. It loads YAML, validates it and reports errors with file,
+// line, field and the fix.
+package configs
+
+import "time"
+
+// Config is the whole configuration file.
+type Config struct {
+	// Path is the file the config was loaded from (not part of the YAML).
+	Path string `yaml:"-"`
+
+	Broker    Broker          `yaml:"broker"`
+	Store     Store           `yaml:"store"`
+	Providers Providers       `yaml:"providers"`
+	Roles     map[string]Role `yaml:"roles"`
+}
+
+// Broker holds the daemon's own settings. Empty paths get defaults from the
+// XDG base directories (see Defaults).
+type Broker struct {
+	// Socket is the Unix socket the daemon listens on.
+	Socket string `yaml:"socket"`
+	// RuntimeDir holds session dirs; it must be on tmpfs or ramfs.
+	RuntimeDir string `yaml:"runtime_dir"`
+	// StateDir holds the lease store and the audit log.
+	StateDir string `yaml:"state_dir"`
+	// AuditLog is the audit log path (default StateDir/audit.log).
+	AuditLog string `yaml:"audit_log"`
+	// AllowedUIDs may talk to the daemon; the daemon's own uid always may.
+	AllowedUIDs []int `yaml:"allowed_uids"`
+	// RefreshInterval is how often the refresher and reaper wake (default 5s).
+	RefreshInterval Duration `yaml:"refresh_interval"`
+}
+
+// Store selects the lease store.
+type Store struct {
+	// Driver is "sqlite" (default).
+	Driver string `yaml:"driver"`
+	// Path is the SQLite file (default StateDir/leases.db).
+	Path string `yaml:"path"`
+}
+
+// Providers holds the broker's own connection to each backend.
+type Providers struct {
+	Vault *VaultProvider `yaml:"vault"`
+}
+
+// VaultProvider is how the broker reaches and authenticates to Vault.
+type VaultProvider struct {
+	// Address is Vault's URL (or $VAULT_ADDR).
+	Address string `yaml:"address"`
+	// Namespace is an optional Vault Enterprise namespace.
+	Namespace string `yaml:"namespace"`
+	// CACert is a PEM file to trust for Vault's TLS certificate.
+	CACert string `yaml:"ca_cert"`
+	// Auth is how the broker logs in.
+	Auth VaultAuth `yaml:"auth"`
+	// TokenRole is the token role session tokens are created through; its
+	// allowed_policies cap what any session may carry.
+	TokenRole string `yaml:"token_role"`
+	// EpochTTL is the life of the broker's epoch token (default 24h); it
+	// must be longer than every role's max_ttl.
+	EpochTTL Duration `yaml:"epoch_ttl"`
+}
+
+// VaultAuth selects the broker's Vault login. Exactly one of token_env,
+// token_file or approle is set; the default is token_env VAULT_TOKEN.
+type VaultAuth struct {
+	// TokenEnv names an environment variable holding the broker's token.
+	TokenEnv string `yaml:"token_env"`
+	// TokenFile is a file holding the broker's token.
+	TokenFile string `yaml:"token_file"`
+	// AppRole logs in with role_id and a secret_id read from a file or env.
+	AppRole *AppRole `yaml:"approle"`
+}
+
+// AppRole is an AppRole login.
+type AppRole struct {
+	Mount        string `yaml:"mount"` // default "approle"
+	RoleID       string `yaml:"role_id"`
+	SecretIDFile string `yaml:"secret_id_file"`
+	SecretIDEnv  string `yaml:"secret_id_env"`
+}
+
+// Role is what one kind of agent session may get.
+type Role struct {
+	// Name is the map key (filled in by the loader).
+	Name string `yaml:"-"`
+	// Description is shown in listings.
+	Description string `yaml:"description"`
+	// TTL is the default session life; MaxTTL caps --ttl.
+	TTL    Duration `yaml:"ttl"`
+	MaxTTL Duration `yaml:"max_ttl"`
+	// Vault, when set, gives the session a Vault token and secrets.
+	Vault *VaultRole `yaml:"vault"`
+}
+
+// VaultRole is a role's Vault block.
+type VaultRole struct {
+	// Policies are attached to the session token; the token role's
+	// allowed_policies must include them.
+	Policies []string `yaml:"policies"`
+	// Secrets are read with the session token at mint time and written to
+	// vault/secrets/<name>.json.
+	Secrets []VaultSecret `yaml:"secrets"`
+}
+
+// VaultSecret is one secret read for a session.
+type VaultSecret struct {
+	// Name is the file name under vault/secrets (letters, digits, - and _).
+	Name string `yaml:"name"`
+	// Path is the Vault API path, e.g. "secret/data/app" (KV v2) or
+	// "database/creds/readonly" (dynamic).
+	Path string `yaml:"path"`
+	// Method is "read" (default) or "write" (for endpoints such as
+	// pki/issue/<role> that mint on write).
+	Method string `yaml:"method"`
+	// Data is the request body for Method "write".
+	Data map[string]any `yaml:"data"`
+}
+
+// Duration is a time.Duration written as "20m", "1h30m" in YAML.
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }

@@ -1,0 +1,3 @@
+module github.com/credbroker/credbroker
+
+go 1.26

@@ -1,0 +1,150 @@
+// Package leases records what the broker issued: sessions, the leases minted
+// for them, write-ahead intents and the incident lock. A Store never holds a
+// secret value: only identifiers (accessors, lease ids), times and state.
+package leases
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when a record does not exist.
+var ErrNotFound = errors.New("not found")
+
+// SessionState is where a session is in its life.
+type SessionState string
+
+// Session states. A session is Active until it is asked to end; it is Ending
+// while any of its leases still waits for revocation, and Ended once all are
+// revoked (ended sessions are kept for status and audit).
+const (
+	SessionActive SessionState = "active"
+	SessionEnding SessionState = "ending"
+	SessionEnded  SessionState = "ended"
+)
+
+// Session is one agent session.
+type Session struct {
+	ID        string
+	Role      string
+	UID       int // owner of the session dir; -1 means the broker's own uid
+	CallerUID int // uid of the client that started it
+	Dir       string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	State     SessionState
+	EndReason string
+	EndedAt   time.Time
+}
+
+// LeaseState is where a lease is in its life.
+type LeaseState string
+
+// Lease states. A lease is deleted from the store only after its revocation
+// succeeded (DESIGN durability rule 3), so a revoked lease is never kept.
+const (
+	LeaseActive        LeaseState = "active"
+	LeaseRevokePending LeaseState = "revoke_pending"
+)
+
+// Lease is one credential minted by a provider for a session.
+type Lease struct {
+	// ID is path-shaped and unique: "<provider>/<kind>/<external id>", so
+	// revoke-by-prefix works.
+	ID        string
+	SessionID string
+	Provider  string
+	Kind      string
+	// ExternalID is the backend's non-secret handle (a Vault accessor or
+	// lease id, an AWS access key id, a service account name).
+	ExternalID string
+	IssuedAt   time.Time
+	ExpiresAt  time.Time
+	Renewable  bool
+	State      LeaseState
+	// Attempts, LastError and NextAttempt track revocation retries.
+	Attempts    int
+	LastError   string
+	NextAttempt time.Time
+	// Data is provider-internal, non-secret data returned to the provider on
+	// renew and revoke.
+	Data map[string]string
+}
+
+// Intent is a write-ahead record: "about to mint Provider for SessionID".
+// It is committed before the provider is called and deleted once the
+// resulting leases are recorded (or the mint failed and was cleaned up).
+type Intent struct {
+	ID        string
+	SessionID string
+	Provider  string
+	CreatedAt time.Time
+	Data      map[string]string
+}
+
+// Incident is the persisted lock that refuses new sessions.
+type Incident struct {
+	Reason     string
+	DeclaredAt time.Time
+	CallerUID  int
+}
+
+// SessionFilter selects sessions in ListSessions. Zero values match all.
+type SessionFilter struct {
+	States []SessionState
+	// ExpiredBefore, when set, keeps only sessions with ExpiresAt before it.
+	ExpiredBefore time.Time
+}
+
+// Store persists sessions, leases, intents and the incident lock.
+// Implementations MUST be safe for concurrent use and MUST NOT store secret
+// values (they never receive any).
+type Store interface {
+	// CreateSession inserts s; it fails if the id exists.
+	CreateSession(ctx context.Context, s Session) error
+	// GetSession returns ErrNotFound (wrapped) for an unknown id.
+	GetSession(ctx context.Context, id string) (Session, error)
+	// ListSessions returns matching sessions ordered by CreatedAt.
+	ListSessions(ctx context.Context, f SessionFilter) ([]Session, error)
+	// UpdateSession replaces the stored session with s (matched by ID).
+	UpdateSession(ctx context.Context, s Session) error
+
+	// PutIntent inserts or replaces an intent.
+	PutIntent(ctx context.Context, in Intent) error
+	// DeleteIntent removes an intent; deleting a missing one is not an error.
+	DeleteIntent(ctx context.Context, id string) error
+	// ListIntents returns every unsettled intent ordered by CreatedAt.
+	ListIntents(ctx context.Context) ([]Intent, error)
+
+	// RecordLeases inserts the leases and deletes the intent with intentID
+	// (if non-empty) in one transaction, so a crash leaves either the intent
+	// or the leases, never neither.
+	RecordLeases(ctx context.Context, intentID string, ls []Lease) error
+	// UpdateLease replaces a stored lease (matched by ID).
+	UpdateLease(ctx context.Context, l Lease) error
+	// DeleteLease removes a lease; deleting a missing one is not an error.
+	DeleteLease(ctx context.Context, id string) error
+	// GetLease returns ErrNotFound (wrapped) for an unknown id.
+	GetLease(ctx context.Context, id string) (Lease, error)
+	// ListLeases returns the leases of one session, or of every session when
+	// sessionID is empty, ordered by IssuedAt then ID.
+	ListLeases(ctx context.Context, sessionID string) ([]Lease, error)
+	// ListLeasesByState returns every lease in state st.
+	ListLeasesByState(ctx context.Context, st LeaseState) ([]Lease, error)
+
+	// SetIncident persists the incident lock (replacing any earlier one).
+	SetIncident(ctx context.Context, in Incident) error
+	// GetIncident returns the active incident, or ok=false.
+	GetIncident(ctx context.Context) (in Incident, ok bool, err error)
+	// ClearIncident removes the lock.
+	ClearIncident(ctx context.Context) error
+
+	// Close releases the store.
+	Close() error
+}
+
+// BrokerSessionID is the SessionID of leases the broker holds for itself
+// rather than for a session (for example a Vault epoch token). No session row
+// exists for it.
+const BrokerSessionID = "_broker"

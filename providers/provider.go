@@ -1,0 +1,69 @@
+// Package providers defines the seam between the broker and each credential
+// backend (Vault, AWS STS, Kubernetes). A provider mints, renews and revokes;
+// it never writes files and never touches the lease store.
+package providers
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/internal/secret"
+	"github.com/credbroker/credbroker/leases"
+)
+
+// ErrAlreadyRevoked may be returned (wrapped) by Revoke when the backend says
+// the credential no longer exists; callers treat it as success.
+var ErrAlreadyRevoked = errors.New("already revoked")
+
+// Session is what a provider knows of the session it mints for.
+type Session struct {
+	ID        string
+	Role      string
+	TTL       time.Duration
+	ExpiresAt time.Time
+}
+
+// Grant is what a mint or renewal produced.
+type Grant struct {
+	// Leases to record before anything reaches the sandbox.
+	Leases []leases.Lease
+	// Files to write into the session dir, by slash-separated relative path
+	// (for example "vault/token"). A renewal lists only files that changed.
+	Files map[string]secret.Value
+	// Env is added to the session's env file.
+	Env map[string]secret.Value
+}
+
+// Provider is one credential backend.
+//
+// Contract:
+//   - Mint MUST either return a Grant whose Leases name every credential it
+//     created, or an error after revoking whatever it created; it MUST tag
+//     what it creates with the session id so Find can locate it after a crash.
+//   - Renew extends one lease; it returns the files to rewrite, if any.
+//     A lease that cannot be extended further returns ErrNotRenewable.
+//   - Revoke MUST be idempotent: revoking a revoked or expired lease succeeds.
+//   - RevokeAll makes every credential this provider issued through the
+//     broker invalid in as few backend calls as the backend allows; after it
+//     returns nil the broker drops all of this provider's leases.
+//   - FindOrphans returns leases the backend holds for sessionID that are
+//     not in known (used by the reconciler after a crash).
+type Provider interface {
+	Name() string
+	Mint(ctx context.Context, s Session, role configs.Role) (Grant, error)
+	Renew(ctx context.Context, l leases.Lease, files FileReader) (Grant, error)
+	Revoke(ctx context.Context, l leases.Lease) error
+	RevokeAll(ctx context.Context) error
+	FindOrphans(ctx context.Context, sessionID string, known []leases.Lease) ([]leases.Lease, error)
+}
+
+// ErrNotRenewable is returned by Renew when a lease cannot be extended.
+var ErrNotRenewable = errors.New("lease not renewable")
+
+// FileReader reads a file the provider earlier put in a session dir (for
+// example the token it must present to renew itself).
+type FileReader interface {
+	ReadFile(rel string) (secret.Value, error)
+}
