@@ -40,10 +40,14 @@ type Grant struct {
 //
 // Contract:
 //   - Mint MUST either return a Grant whose Leases name every credential it
-//     created, or an error after revoking whatever it created; it MUST tag
-//     what it creates with the session id so Find can locate it after a crash.
-//   - Renew extends one lease; it returns the files to rewrite, if any.
-//     A lease that cannot be extended further returns ErrNotRenewable.
+//     created, or an error after revoking whatever it created. When that
+//     revocation fails too, it returns the error together with a Grant whose
+//     Leases name what is still valid, and the caller keeps them pending.
+//     It MUST tag what it creates with the session id so FindOrphans can
+//     locate it after a crash.
+//   - Renew extends one lease up to the session's end; it returns the
+//     updated lease and the files to rewrite, if any. A lease that cannot be
+//     extended returns ErrNotRenewable.
 //   - Revoke MUST be idempotent: revoking a revoked or expired lease succeeds.
 //   - RevokeAll makes every credential this provider issued through the
 //     broker invalid in as few backend calls as the backend allows; after it
@@ -53,7 +57,7 @@ type Grant struct {
 type Provider interface {
 	Name() string
 	Mint(ctx context.Context, s Session, role configs.Role) (Grant, error)
-	Renew(ctx context.Context, l leases.Lease, files FileReader) (Grant, error)
+	Renew(ctx context.Context, s Session, l leases.Lease, files FileReader) (Grant, error)
 	Revoke(ctx context.Context, l leases.Lease) error
 	RevokeAll(ctx context.Context) error
 	FindOrphans(ctx context.Context, sessionID string, known []leases.Lease) ([]leases.Lease, error)

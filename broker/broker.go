@@ -1,0 +1,122 @@
+// Package broker owns the session lifecycle (start, refresh, end, expire),
+// incident response (revoke all, the lock), the daemon's background loops,
+// and its HTTP+JSON API over a Unix socket. It knows no provider's wire
+// protocol: it drives providers.Provider, leases.Store and agentenv.Writer.
+package broker
+
+import (
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/credbroker/credbroker/agentenv"
+	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/leases"
+	"github.com/credbroker/credbroker/providers"
+)
+
+// Sentinel errors callers branch on (the API maps them to codes and the CLI
+// to exit statuses).
+var (
+	ErrUnknownRole = errors.New("unknown role")
+	ErrBadRequest  = errors.New("bad request")
+	ErrIncident    = errors.New("incident declared")
+	ErrNotFound    = errors.New("session not found")
+	ErrForbidden   = errors.New("forbidden")
+	ErrProvider    = errors.New("provider failed")
+	ErrPending     = errors.New("revocations pending")
+)
+
+// Caller identifies who asked (from SO_PEERCRED on the daemon socket).
+type Caller struct {
+	UID int
+	PID int
+}
+
+// Options configure a Broker.
+type Options struct {
+	Config    *configs.Config
+	Store     leases.Store
+	Providers *providers.Registry
+	Env       *agentenv.Writer
+	Audit     *AuditLog
+	Logger    *slog.Logger
+	// Now is the clock (tests inject one); default time.Now.
+	Now func() time.Time
+	// Hooks are failpoints for crash tests; nil in production.
+	Hooks Hooks
+}
+
+// Hooks lets tests stop the broker at exact steps.
+type Hooks interface {
+	// At is called at named steps ("after-mint", "after-record", ...).
+	At(step string)
+}
+
+// Broker is the session manager.
+type Broker struct {
+	cfg   *configs.Config
+	store leases.Store
+	provs *providers.Registry
+	env   *agentenv.Writer
+	audit *AuditLog
+	log   *slog.Logger
+	now   func() time.Time
+	hooks Hooks
+
+	locks sync.Map // session id → *sync.Mutex
+}
+
+// New returns a Broker.
+func New(o Options) *Broker {
+	b := &Broker{
+		cfg: o.Config, store: o.Store, provs: o.Providers, env: o.Env,
+		audit: o.Audit, log: o.Logger, now: o.Now, hooks: o.Hooks,
+	}
+	if b.log == nil {
+		b.log = slog.Default()
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	return b
+}
+
+func (b *Broker) at(step string) {
+	if b.hooks != nil {
+		b.hooks.At(step)
+	}
+}
+
+// lock serialises state changes of one session (start, refresh, end).
+func (b *Broker) lock(id string) func() {
+	m, _ := b.locks.LoadOrStore(id, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+func (b *Broker) record(ev Event) {
+	if err := b.audit.Record(ev); err != nil {
+		b.log.Error("AUDIT LOG WRITE FAILED", "event", ev.Event, "session", ev.Session, "err", err)
+	}
+}
+
+// newSessionID returns "s-" and 16 lower-case base32 characters (80 bits).
+func newSessionID() string {
+	return "s-" + strings.ToLower(rand.Text()[:16])
+}
+
+func uidPtr(u int) *int { return &u }
+
+// roleProviders lists the providers a role names, in a fixed order.
+func roleProviders(r configs.Role) []string {
+	var ps []string
+	if r.Vault != nil {
+		ps = append(ps, "vault")
+	}
+	return ps
+}

@@ -1,0 +1,170 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"syscall"
+	"time"
+)
+
+// ErrDaemonNotRunning means nothing answers on the socket.
+var ErrDaemonNotRunning = errors.New("credbroker daemon is not running")
+
+// Client talks to the daemon over its Unix socket.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// NewClient returns a client for the daemon at socket.
+func NewClient(socket string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}
+	// Revoke-all may take long against slow servers; the daemon finishes it
+	// even if we give up, so the timeout only bounds our wait.
+	return &Client{socket: socket, hc: &http.Client{Transport: tr, Timeout: 10 * time.Minute}}
+}
+
+// Health checks that the daemon answers.
+func (c *Client) Health(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/v1/health", nil, nil)
+}
+
+// StartSession starts a session.
+func (c *Client) StartSession(ctx context.Context, req StartRequest) (SessionInfo, error) {
+	var si SessionInfo
+	err := c.do(ctx, http.MethodPost, "/v1/sessions", req, &si)
+	return si, err
+}
+
+// ListSessions lists live sessions (all: ended ones too).
+func (c *Client) ListSessions(ctx context.Context, all bool) ([]SessionInfo, error) {
+	var ss []SessionInfo
+	p := "/v1/sessions"
+	if all {
+		p += "?all=1"
+	}
+	err := c.do(ctx, http.MethodGet, p, nil, &ss)
+	return ss, err
+}
+
+// GetSession returns one session.
+func (c *Client) GetSession(ctx context.Context, id string) (SessionInfo, error) {
+	var si SessionInfo
+	err := c.do(ctx, http.MethodGet, "/v1/sessions/"+url.PathEscape(id), nil, &si)
+	return si, err
+}
+
+// EndSession ends a session, revoking its leases.
+func (c *Client) EndSession(ctx context.Context, id, reason string) (SessionInfo, error) {
+	var si SessionInfo
+	err := c.do(ctx, http.MethodDelete, "/v1/sessions/"+url.PathEscape(id)+"?reason="+url.QueryEscape(reason), nil, &si)
+	return si, err
+}
+
+// RevokeAll declares an incident.
+func (c *Client) RevokeAll(ctx context.Context, reason string) (RevokeReport, error) {
+	var rep RevokeReport
+	err := c.do(ctx, http.MethodPost, "/v1/revoke-all", revokeAllRequest{Reason: reason}, &rep)
+	return rep, err
+}
+
+// ClearIncident lifts the incident lock.
+func (c *Client) ClearIncident(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/incident/clear", struct{}{}, nil)
+}
+
+// Status returns the daemon's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
+	return st, err
+}
+
+// RemoteError is an error the daemon returned; Is matches the sentinel of
+// its code so callers can use errors.Is as with a local Broker.
+type RemoteError struct {
+	Code string
+	Msg  string
+}
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// Is maps wire codes back to sentinels.
+func (e *RemoteError) Is(target error) bool {
+	for _, c := range errCodes {
+		if c.code == e.Code {
+			return target == c.err
+		}
+	}
+	return false
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://credbroker"+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("%w at %s: start it with `credbroker serve` (or point --socket/CREDBROKER_SOCKET at the running one)", ErrDaemonNotRunning, c.socket)
+		}
+		if errors.Is(err, syscall.EACCES) {
+			return fmt.Errorf("cannot open the daemon socket %s: permission denied (the socket is 0600, owned by the daemon's user)", c.socket)
+		}
+		return fmt.Errorf("talk to the daemon at %s: %w", c.socket, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read daemon answer: %w", err)
+	}
+	if resp.StatusCode == http.StatusAccepted {
+		var p struct {
+			Result json.RawMessage `json:"result"`
+			Error  string          `json:"error"`
+			Code   string          `json:"code"`
+		}
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return fmt.Errorf("decode daemon answer: %w", err)
+		}
+		if out != nil && len(p.Result) > 0 {
+			_ = json.Unmarshal(p.Result, out)
+		}
+		return &RemoteError{Code: p.Code, Msg: p.Error}
+	}
+	if resp.StatusCode >= 300 {
+		var e apiError
+		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
+			return fmt.Errorf("daemon answered %s", resp.Status)
+		}
+		return &RemoteError{Code: e.Code, Msg: e.Error}
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("decode daemon answer: %w", err)
+		}
+	}
+	return nil
+}

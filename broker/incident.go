@@ -1,0 +1,231 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/credbroker/credbroker/leases"
+)
+
+var daemonUID = os.Geteuid()
+
+// RevokeAll declares an incident: the lock is persisted first (no session
+// starts from then on), every session dir is wiped, each provider makes
+// everything it issued invalid in as few calls as its backend allows, and
+// what still fails stays pending for retry. Running it again is safe and
+// retries whatever is pending.
+func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (RevokeReport, error) {
+	start := b.now()
+	if strings.TrimSpace(reason) == "" {
+		return RevokeReport{}, fmt.Errorf("%w: a reason is required (--reason \"...\"): it goes into the audit log", ErrBadRequest)
+	}
+	in, ok, err := b.store.GetIncident(ctx)
+	if err != nil {
+		return RevokeReport{}, fmt.Errorf("read incident lock: %w", err)
+	}
+	if !ok {
+		in = leases.Incident{Reason: reason, DeclaredAt: start, CallerUID: c.UID}
+		if err := b.store.SetIncident(ctx, in); err != nil {
+			return RevokeReport{}, fmt.Errorf("persist incident lock (nothing revoked yet): %w", err)
+		}
+	}
+	b.record(Event{Event: EvIncident, Reason: reason, CallerUID: uidPtr(c.UID), CallerPID: c.PID})
+	b.log.Warn("incident declared: revoking everything", "reason", reason, "caller_uid", c.UID)
+	b.at("after-incident-lock")
+
+	sessions, err := b.store.ListSessions(ctx, leases.SessionFilter{States: []leases.SessionState{leases.SessionActive, leases.SessionEnding}})
+	if err != nil {
+		return RevokeReport{}, fmt.Errorf("list sessions: %w", err)
+	}
+	// Wipe every session dir first: the sandboxes lose their files at once.
+	for _, s := range sessions {
+		_ = b.env.MarkRevoked(s.ID)
+		if err := b.env.Remove(s.ID); err != nil {
+			b.log.Error("remove session dir", "session", s.ID, "err", err)
+		}
+	}
+	rep := RevokeReport{Reason: reason, Incident: true, Sessions: len(sessions)}
+	all, err := b.store.ListLeases(ctx, "")
+	if err != nil {
+		return rep, fmt.Errorf("list leases: %w", err)
+	}
+	byProvider := map[string][]leases.Lease{}
+	for _, l := range all {
+		byProvider[l.Provider] = append(byProvider[l.Provider], l)
+	}
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	names := b.provs.Names()
+	for name := range byProvider {
+		if _, ok := b.provs.Get(name); !ok {
+			names = append(names, name) // leases of a provider no longer configured
+		}
+	}
+	for _, name := range names {
+		wg.Go(func() {
+			r := b.revokeProvider(ctx, name, byProvider[name], reason)
+			mu.Lock()
+			rep.Providers = append(rep.Providers, r)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	b.finishSessions(ctx, sessions, "incident: "+reason)
+	pending, err := b.store.ListLeasesByState(ctx, leases.LeaseRevokePending)
+	if err != nil {
+		return rep, fmt.Errorf("list pending: %w", err)
+	}
+	for _, l := range pending {
+		rep.Pending = append(rep.Pending, leaseInfo(l))
+	}
+	rep.Complete = len(rep.Pending) == 0
+	rep.Duration = b.now().Sub(start).Round(time.Millisecond).String()
+	if !rep.Complete {
+		return rep, fmt.Errorf("%w: %d leases are not revoked yet; they are retried with backoff (run `credbroker revoke --all` again to retry now)", ErrPending, len(rep.Pending))
+	}
+	return rep, nil
+}
+
+// revokeProvider makes one provider's credentials invalid: one RevokeAll
+// call when the backend supports it, else (or when that fails) lease by
+// lease.
+func (b *Broker) revokeProvider(ctx context.Context, name string, ls []leases.Lease, reason string) ProviderResult {
+	r := ProviderResult{Provider: name, Method: "revoke-all"}
+	p, ok := b.provs.Get(name)
+	if ok {
+		err := p.RevokeAll(ctx)
+		if err == nil {
+			for _, l := range ls {
+				if derr := b.store.DeleteLease(ctx, l.ID); derr != nil {
+					b.log.Error("delete revoked lease", "lease", l.ID, "err", derr)
+				}
+			}
+			r.Revoked = len(ls)
+			b.record(Event{Event: EvProviderRevoke, Provider: name, Reason: reason})
+			return r
+		}
+		r.Error = err.Error()
+		b.record(Event{Event: EvProviderRevoke, Provider: name, Reason: reason, Error: err.Error()})
+		b.log.Error("provider revoke-all failed; falling back to lease by lease", "provider", name, "err", err)
+	}
+	r.Method = "per-lease"
+	pending := b.revokeLeases(ctx, ls, reason)
+	r.Revoked, r.Pending = len(ls)-pending, pending
+	return r
+}
+
+// finishSessions marks sessions without leases left as ended.
+func (b *Broker) finishSessions(ctx context.Context, ss []leases.Session, reason string) {
+	for _, s := range ss {
+		unlock := b.lock(s.ID)
+		ls, err := b.store.ListLeases(ctx, s.ID)
+		cur, gerr := b.store.GetSession(ctx, s.ID)
+		if err == nil && gerr == nil && cur.State != leases.SessionEnded {
+			if cur.EndReason == "" {
+				cur.EndReason, cur.EndedAt = reason, b.now()
+			}
+			cur.State = leases.SessionEnding
+			if len(ls) == 0 {
+				cur.State = leases.SessionEnded
+			}
+			if uerr := b.store.UpdateSession(ctx, cur); uerr != nil {
+				b.log.Error("update session", "session", s.ID, "err", uerr)
+			} else if cur.State == leases.SessionEnded {
+				b.record(Event{Event: EvSessionEnd, Session: s.ID, Role: s.Role, Reason: reason})
+			}
+		}
+		unlock()
+	}
+}
+
+// RevokeSession ends one session (credbroker revoke SESSION_ID).
+func (b *Broker) RevokeSession(ctx context.Context, c Caller, id, reason string) (SessionInfo, error) {
+	if reason == "" {
+		reason = "revoked"
+	}
+	return b.EndSession(ctx, c, id, reason)
+}
+
+// ClearIncident lifts the incident lock.
+func (b *Broker) ClearIncident(ctx context.Context, c Caller) error {
+	_, ok, err := b.store.GetIncident(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: no incident is declared", ErrBadRequest)
+	}
+	if err := b.store.ClearIncident(ctx); err != nil {
+		return fmt.Errorf("clear incident: %w", err)
+	}
+	b.record(Event{Event: EvIncidentClear, CallerUID: uidPtr(c.UID), CallerPID: c.PID})
+	b.log.Warn("incident cleared", "caller_uid", c.UID)
+	return nil
+}
+
+// Status reports live sessions, pending revocations and the incident lock.
+func (b *Broker) Status(ctx context.Context) (Status, error) {
+	st := Status{Providers: b.provs.Names(), Sessions: []SessionInfo{}, Pending: []LeaseInfo{}}
+	if in, ok, err := b.store.GetIncident(ctx); err != nil {
+		return st, err
+	} else if ok {
+		st.Incident = &IncidentInfo{Reason: in.Reason, DeclaredAt: in.DeclaredAt, CallerUID: in.CallerUID}
+	}
+	ss, err := b.ListSessions(ctx, false)
+	if err != nil {
+		return st, err
+	}
+	st.Sessions = ss
+	pending, err := b.store.ListLeasesByState(ctx, leases.LeaseRevokePending)
+	if err != nil {
+		return st, err
+	}
+	for _, l := range pending {
+		st.Pending = append(st.Pending, leaseInfo(l))
+	}
+	return st, nil
+}
+
+// ListSessions lists live (active or ending) sessions, or all with all.
+func (b *Broker) ListSessions(ctx context.Context, all bool) ([]SessionInfo, error) {
+	f := leases.SessionFilter{States: []leases.SessionState{leases.SessionActive, leases.SessionEnding}}
+	if all {
+		f = leases.SessionFilter{}
+	}
+	ss, err := b.store.ListSessions(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	out := make([]SessionInfo, 0, len(ss))
+	for _, s := range ss {
+		ls, err := b.store.ListLeases(ctx, s.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sessionInfo(s, ls))
+	}
+	return out, nil
+}
+
+// GetSession returns one session with its leases.
+func (b *Broker) GetSession(ctx context.Context, id string) (SessionInfo, error) {
+	s, err := b.store.GetSession(ctx, id)
+	if errors.Is(err, leases.ErrNotFound) {
+		return SessionInfo{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return SessionInfo{}, err
+	}
+	ls, err := b.store.ListLeases(ctx, id)
+	if err != nil {
+		return SessionInfo{}, err
+	}
+	return sessionInfo(s, ls), nil
+}

@@ -1,0 +1,243 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/credbroker/credbroker/agentenv"
+	"github.com/credbroker/credbroker/internal/secret"
+	"github.com/credbroker/credbroker/leases"
+	"github.com/credbroker/credbroker/providers"
+)
+
+// Run reconciles once, then runs the reaper, refresher and revocation
+// retries every interval until ctx ends.
+func (b *Broker) Run(ctx context.Context, interval time.Duration) error {
+	if err := b.Reconcile(ctx); err != nil {
+		b.log.Error("reconcile at start-up", "err", err)
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			b.Tick(ctx)
+		}
+	}
+}
+
+// Tick runs one round of the background work.
+func (b *Broker) Tick(ctx context.Context) {
+	b.reap(ctx)
+	b.retryPending(ctx)
+	b.refresh(ctx)
+}
+
+// Reconcile settles what a crash left: for every intent, the provider is
+// asked for credentials of that session it does not know, and they are
+// revoked; a session whose start was interrupted is ended. Sessions whose
+// dirs vanished (tmpfs cleared by a reboot) are ended too.
+func (b *Broker) Reconcile(ctx context.Context) error {
+	intents, err := b.store.ListIntents(ctx)
+	if err != nil {
+		return fmt.Errorf("list intents: %w", err)
+	}
+	var errs []error
+	interrupted := map[string]bool{}
+	for _, in := range intents {
+		if err := b.settleIntent(ctx, in); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if in.SessionID != leases.BrokerSessionID {
+			interrupted[in.SessionID] = true
+		}
+	}
+	for id := range interrupted {
+		unlock := b.lock(id)
+		if err := b.endLocked(ctx, id, "start interrupted by a broker crash"); err != nil {
+			errs = append(errs, err)
+		}
+		unlock()
+	}
+	active, err := b.store.ListSessions(ctx, leases.SessionFilter{States: []leases.SessionState{leases.SessionActive}})
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, s := range active {
+		if interrupted[s.ID] {
+			continue
+		}
+		if _, err := b.env.ReadFile(s.ID, agentenv.MetaFile); err != nil {
+			unlock := b.lock(s.ID)
+			if err := b.endLocked(ctx, s.ID, "session dir lost (reboot or tmpfs cleared)"); err != nil {
+				errs = append(errs, err)
+			}
+			unlock()
+		}
+	}
+	if err := b.env.CleanTemp(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (b *Broker) settleIntent(ctx context.Context, in leases.Intent) error {
+	p, ok := b.provs.Get(in.Provider)
+	if !ok {
+		return fmt.Errorf("intent %s: provider %s is not configured; it cannot be settled", in.ID, in.Provider)
+	}
+	known, err := b.store.ListLeases(ctx, in.SessionID)
+	if err != nil {
+		return err
+	}
+	orphans, err := p.FindOrphans(ctx, in.SessionID, known)
+	if err != nil {
+		return fmt.Errorf("intent %s: %w", in.ID, err)
+	}
+	for _, o := range orphans {
+		if err := p.Revoke(ctx, o); err != nil {
+			// Record it so it is retried and visible in status.
+			o.State, o.Attempts, o.LastError, o.NextAttempt = leases.LeaseRevokePending, 1, err.Error(), b.now().Add(backoff(1))
+			if rerr := b.store.RecordLeases(ctx, "", []leases.Lease{o}); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+			continue
+		}
+		b.record(Event{Event: EvOrphanRevoke, Session: in.SessionID, Provider: p.Name(), Lease: o.ID, External: o.ExternalID, Reason: "crash recovery"})
+		b.log.Warn("revoked a credential minted before a crash", "session", in.SessionID, "lease", o.ID)
+	}
+	return b.store.DeleteIntent(ctx, in.ID)
+}
+
+// reap ends sessions past their TTL and forgets broker leases that expired.
+func (b *Broker) reap(ctx context.Context) {
+	now := b.now()
+	ss, err := b.store.ListSessions(ctx, leases.SessionFilter{States: []leases.SessionState{leases.SessionActive}, ExpiredBefore: now.Add(time.Nanosecond)})
+	if err != nil {
+		b.log.Error("reaper: list sessions", "err", err)
+		return
+	}
+	for _, s := range ss {
+		unlock := b.lock(s.ID)
+		if err := b.endLocked(ctx, s.ID, "ttl expired"); err != nil {
+			b.log.Warn("reaper: end session", "session", s.ID, "err", err)
+		}
+		unlock()
+	}
+	own, err := b.store.ListLeases(ctx, leases.BrokerSessionID)
+	if err != nil {
+		return
+	}
+	for _, l := range own {
+		if !l.ExpiresAt.IsZero() && l.ExpiresAt.Before(now) && l.State == leases.LeaseActive {
+			_ = b.store.DeleteLease(ctx, l.ID)
+		}
+	}
+}
+
+// retryPending retries failed revocations whose backoff has passed, and
+// finishes sessions whose last lease went.
+func (b *Broker) retryPending(ctx context.Context) {
+	ls, err := b.store.ListLeasesByState(ctx, leases.LeaseRevokePending)
+	if err != nil {
+		b.log.Error("retry: list pending", "err", err)
+		return
+	}
+	touched := map[string]bool{}
+	for _, l := range ls {
+		if l.NextAttempt.After(b.now()) {
+			continue
+		}
+		b.revokeLease(ctx, l, "retry")
+		touched[l.SessionID] = true
+	}
+	for id := range touched {
+		if id == leases.BrokerSessionID {
+			continue
+		}
+		s, err := b.store.GetSession(ctx, id)
+		if err == nil && s.State != leases.SessionActive {
+			b.finishSessions(ctx, []leases.Session{s}, s.EndReason)
+		}
+	}
+}
+
+// refresh renews leases past about two thirds of their life while their
+// session lives, and rewrites the files that changed.
+func (b *Broker) refresh(ctx context.Context) {
+	ss, err := b.store.ListSessions(ctx, leases.SessionFilter{States: []leases.SessionState{leases.SessionActive}})
+	if err != nil {
+		b.log.Error("refresher: list sessions", "err", err)
+		return
+	}
+	now := b.now()
+	for _, s := range ss {
+		ls, err := b.store.ListLeases(ctx, s.ID)
+		if err != nil {
+			continue
+		}
+		for _, l := range ls {
+			if !needsRenewal(l, s, now) {
+				continue
+			}
+			b.renewOne(ctx, s, l)
+		}
+	}
+}
+
+func needsRenewal(l leases.Lease, s leases.Session, now time.Time) bool {
+	if !l.Renewable || l.State != leases.LeaseActive || l.ExpiresAt.IsZero() {
+		return false
+	}
+	if !l.ExpiresAt.Before(s.ExpiresAt.Add(-time.Second)) {
+		return false // already lives as long as the session
+	}
+	life := l.ExpiresAt.Sub(l.IssuedAt)
+	return now.After(l.IssuedAt.Add(life * 2 / 3))
+}
+
+func (b *Broker) renewOne(ctx context.Context, s leases.Session, l leases.Lease) {
+	unlock := b.lock(s.ID)
+	defer unlock()
+	p, ok := b.provs.Get(l.Provider)
+	if !ok {
+		return
+	}
+	ps := providers.Session{ID: s.ID, Role: s.Role, TTL: s.ExpiresAt.Sub(s.CreatedAt), ExpiresAt: s.ExpiresAt}
+	g, err := p.Renew(ctx, ps, l, sessionFiles{b.env, s.ID})
+	if err != nil {
+		if errors.Is(err, providers.ErrNotRenewable) {
+			l.Renewable = false
+			_ = b.store.UpdateLease(ctx, l)
+			return
+		}
+		b.log.Warn("renew failed", "session", s.ID, "lease", l.ID, "err", err)
+		b.record(Event{Event: EvLeaseRenew, Session: s.ID, Provider: l.Provider, Lease: l.ID, Error: err.Error()})
+		return
+	}
+	for _, nl := range g.Leases {
+		if err := b.store.UpdateLease(ctx, nl); err != nil {
+			b.log.Error("record renewed lease", "lease", nl.ID, "err", err)
+		}
+		b.record(Event{Event: EvLeaseRenew, Session: s.ID, Provider: l.Provider, Lease: nl.ID, External: nl.ExternalID, Expires: nl.ExpiresAt})
+	}
+	if len(g.Files) > 0 {
+		// Env values are fixed for a session's life; renewals rewrite files.
+		if err := b.env.Update(s.ID, s.UID, g.Files, nil); err != nil {
+			b.log.Error("rewrite refreshed files", "session", s.ID, "err", err)
+		}
+	}
+}
+
+// sessionFiles lets a provider read back what it wrote for a session.
+type sessionFiles struct {
+	w  *agentenv.Writer
+	id string
+}
+
+func (f sessionFiles) ReadFile(rel string) (secret.Value, error) { return f.w.ReadFile(f.id, rel) }

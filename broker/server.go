@@ -1,0 +1,231 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// maxBody bounds request bodies; every API request is small.
+const maxBody = 64 << 10
+
+// apiError is the JSON error body.
+type apiError struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// Error codes on the wire, mapped from the sentinel errors.
+var errCodes = []struct {
+	err    error
+	code   string
+	status int
+}{
+	{ErrUnknownRole, "unknown_role", http.StatusNotFound},
+	{ErrBadRequest, "bad_request", http.StatusBadRequest},
+	{ErrIncident, "incident", http.StatusConflict},
+	{ErrNotFound, "not_found", http.StatusNotFound},
+	{ErrForbidden, "forbidden", http.StatusForbidden},
+	{ErrPending, "pending", http.StatusAccepted},
+	{ErrProvider, "provider", http.StatusBadGateway},
+}
+
+// Server serves the broker's API on a Unix socket.
+type Server struct {
+	b       *Broker
+	allowed []int
+	log     *slog.Logger
+	srv     *http.Server
+}
+
+// NewServer returns the API server. Only uids in allowed, the daemon's own
+// uid and root may call it.
+func NewServer(b *Broker, allowed []int, log *slog.Logger) *Server {
+	s := &Server{b: b, allowed: allowed, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", s.health)
+	mux.HandleFunc("POST /v1/sessions", s.startSession)
+	mux.HandleFunc("GET /v1/sessions", s.listSessions)
+	mux.HandleFunc("GET /v1/sessions/{id}", s.getSession)
+	mux.HandleFunc("DELETE /v1/sessions/{id}", s.endSession)
+	mux.HandleFunc("POST /v1/revoke-all", s.revokeAll)
+	mux.HandleFunc("POST /v1/incident/clear", s.clearIncident)
+	mux.HandleFunc("GET /v1/status", s.status)
+	s.srv = &http.Server{
+		Handler:           s.authorize(mux),
+		ConnContext:       connContext,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	return s
+}
+
+// Listen opens the socket at path: a live daemon already there is an error,
+// a stale socket file is removed; the socket is created with mode 0600 in a
+// 0700 directory.
+func Listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create socket dir: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another credbroker daemon is already serving %s", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+	}
+	old := umask(0o177)
+	l, err := net.Listen("unix", path)
+	umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("chmod socket: %w", err)
+	}
+	return l, nil
+}
+
+// Serve serves until Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.srv.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting and waits for requests in flight.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+func (s *Server) authorize(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := callerFrom(r.Context())
+		if err != nil {
+			writeErr(w, fmt.Errorf("%w: cannot identify the caller: %v", ErrForbidden, err))
+			return
+		}
+		if c.UID != 0 && c.UID != daemonUID && !slices.Contains(s.allowed, c.UID) {
+			s.log.Warn("refused a caller not in allowed_uids", "caller_uid", c.UID, "caller_pid", c.PID, "path", r.URL.Path)
+			s.b.record(Event{Event: "api.refused", CallerUID: uidPtr(c.UID), CallerPID: c.PID, Reason: r.Method + " " + r.URL.Path})
+			writeErr(w, fmt.Errorf("%w: uid %d is not in broker.allowed_uids", ErrForbidden, c.UID))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request) {
+	var req StartRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	c, _ := callerFrom(r.Context())
+	si, err := s.b.StartSession(r.Context(), c, req)
+	reply(w, http.StatusCreated, si, err)
+}
+
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
+	ss, err := s.b.ListSessions(r.Context(), r.URL.Query().Get("all") == "1")
+	reply(w, http.StatusOK, ss, err)
+}
+
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
+	si, err := s.b.GetSession(r.Context(), r.PathValue("id"))
+	reply(w, http.StatusOK, si, err)
+}
+
+func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
+	c, _ := callerFrom(r.Context())
+	si, err := s.b.EndSession(r.Context(), c, r.PathValue("id"), r.URL.Query().Get("reason"))
+	reply(w, http.StatusOK, si, err)
+}
+
+type revokeAllRequest struct {
+	Reason string `json:"reason"`
+}
+
+func (s *Server) revokeAll(w http.ResponseWriter, r *http.Request) {
+	var req revokeAllRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	c, _ := callerFrom(r.Context())
+	// Revocation must finish even if the client goes away.
+	ctx := context.WithoutCancel(r.Context())
+	rep, err := s.b.RevokeAll(ctx, c, req.Reason)
+	reply(w, http.StatusOK, rep, err)
+}
+
+func (s *Server) clearIncident(w http.ResponseWriter, r *http.Request) {
+	c, _ := callerFrom(r.Context())
+	err := s.b.ClearIncident(r.Context(), c)
+	reply(w, http.StatusOK, map[string]bool{"cleared": err == nil}, err)
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st, err := s.b.Status(r.Context())
+	reply(w, http.StatusOK, st, err)
+}
+
+// decode reads a strict JSON body; unknown fields are errors.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		writeErr(w, fmt.Errorf("%w: request body: %v", ErrBadRequest, err))
+		return false
+	}
+	return true
+}
+
+// reply writes v, or the error. ErrPending replies carry the body too, so
+// the client shows what was done and what is still pending.
+func reply(w http.ResponseWriter, okStatus int, v any, err error) {
+	if err == nil {
+		writeJSON(w, okStatus, v)
+		return
+	}
+	if errors.Is(err, ErrPending) {
+		writeJSON(w, http.StatusAccepted, struct {
+			Result any    `json:"result"`
+			Error  string `json:"error"`
+			Code   string `json:"code"`
+		}{v, err.Error(), "pending"})
+		return
+	}
+	writeErr(w, err)
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	status, code := http.StatusInternalServerError, "internal"
+	for _, e := range errCodes {
+		if errors.Is(err, e.err) {
+			status, code = e.status, e.code
+			break
+		}
+	}
+	writeJSON(w, status, apiError{Error: err.Error(), Code: code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,318 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/credbroker/credbroker/agentenv"
+	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/internal/secret"
+	"github.com/credbroker/credbroker/leases"
+	"github.com/credbroker/credbroker/providers"
+)
+
+// minTTL is the shortest session the broker starts.
+const minTTL = 30 * time.Second
+
+// StartSession mints every provider the role names, all or nothing, records
+// the leases, then writes the session dir. Anything minted is revoked when
+// any later step fails.
+func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (SessionInfo, error) {
+	role, ttl, uid, err := b.checkStart(ctx, c, req)
+	if err != nil {
+		b.record(Event{Event: EvSessionRefused, Role: req.Role, CallerUID: uidPtr(c.UID), CallerPID: c.PID, Reason: err.Error()})
+		return SessionInfo{}, err
+	}
+	now := b.now()
+	s := leases.Session{
+		ID: newSessionID(), Role: role.Name, UID: uid, CallerUID: c.UID,
+		CreatedAt: now, ExpiresAt: now.Add(ttl), State: leases.SessionActive,
+	}
+	s.Dir = b.env.Dir(s.ID)
+	unlock := b.lock(s.ID)
+	defer unlock()
+	if err := b.store.CreateSession(ctx, s); err != nil {
+		return SessionInfo{}, fmt.Errorf("record session: %w", err)
+	}
+	log := b.log.With("session", s.ID, "role", role.Name)
+
+	grants, err := b.mintAll(ctx, s, role)
+	if err == nil {
+		// An incident declared while we minted wins: revoke-all may have run
+		// before our leases were recorded.
+		if _, inc, ierr := b.store.GetIncident(ctx); ierr != nil || inc {
+			err = errors.Join(ErrIncident, ierr)
+		}
+	}
+	if err == nil {
+		b.at("before-write-dir")
+		err = b.writeDir(s, grants)
+	}
+	if err != nil {
+		// Revoke with a context that outlives a cancelled request.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if endErr := b.endLocked(cctx, s.ID, "start failed: "+err.Error()); endErr != nil {
+			log.Error("clean up after failed start", "err", endErr)
+			err = fmt.Errorf("%w (cleanup: %v)", err, endErr)
+		}
+		b.record(Event{Event: EvSessionFailed, Session: s.ID, Role: role.Name, CallerUID: uidPtr(c.UID), CallerPID: c.PID, Error: err.Error()})
+		return SessionInfo{}, err
+	}
+	b.record(Event{Event: EvSessionStart, Session: s.ID, Role: role.Name, CallerUID: uidPtr(c.UID), CallerPID: c.PID, Expires: s.ExpiresAt})
+	log.Info("session started", "expires", s.ExpiresAt, "dir", s.Dir)
+	ls, _ := b.store.ListLeases(ctx, s.ID)
+	return sessionInfo(s, ls), nil
+}
+
+// checkStart validates a request: role, ttl, uid, incident lock.
+func (b *Broker) checkStart(ctx context.Context, c Caller, req StartRequest) (configs.Role, time.Duration, int, error) {
+	role, ok := b.cfg.Roles[req.Role]
+	if !ok {
+		names := slices.Sorted(maps.Keys(b.cfg.Roles))
+		return role, 0, 0, fmt.Errorf("%w %q: known roles are %s (see the roles section of %s)",
+			ErrUnknownRole, req.Role, strings.Join(names, ", "), b.cfg.Path)
+	}
+	ttl := role.TTL.D()
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil {
+			return role, 0, 0, fmt.Errorf("%w: --ttl %q is not a duration; use a value like 20m or 1h", ErrBadRequest, req.TTL)
+		}
+		ttl = d
+	}
+	if ttl < minTTL {
+		return role, 0, 0, fmt.Errorf("%w: --ttl %s is below the minimum %s", ErrBadRequest, ttl, minTTL)
+	}
+	if ttl > role.MaxTTL.D() {
+		return role, 0, 0, fmt.Errorf("%w: --ttl %s is above role %s's max_ttl %s; ask for less or raise max_ttl in the config",
+			ErrBadRequest, ttl, role.Name, role.MaxTTL.D())
+	}
+	uid := c.UID
+	if req.UID != nil {
+		uid = *req.UID
+		if uid != c.UID && c.UID != 0 {
+			return role, 0, 0, fmt.Errorf("%w: only root may start a session owned by another uid (asked for %d, caller is %d)", ErrForbidden, uid, c.UID)
+		}
+		if uid < 0 {
+			return role, 0, 0, fmt.Errorf("%w: --uid %d is negative", ErrBadRequest, uid)
+		}
+	}
+	for _, p := range roleProviders(role) {
+		if _, ok := b.provs.Get(p); !ok {
+			return role, 0, 0, fmt.Errorf("%w: role %s needs provider %s, which is not configured (add providers.%s to the config)", ErrBadRequest, role.Name, p, p)
+		}
+	}
+	if in, ok, err := b.store.GetIncident(ctx); err != nil {
+		return role, 0, 0, fmt.Errorf("read incident lock: %w", err)
+	} else if ok {
+		return role, 0, 0, fmt.Errorf("%w at %s (%s): no session starts until `credbroker incident clear`",
+			ErrIncident, in.DeclaredAt.Format(time.RFC3339), in.Reason)
+	}
+	return role, ttl, uid, nil
+}
+
+// mintAll mints every provider of the role concurrently. Each mint is
+// bracketed by a write-ahead intent and recorded leases, so a crash at any
+// point leaves the reconciler something to settle.
+func (b *Broker) mintAll(ctx context.Context, s leases.Session, role configs.Role) ([]providers.Grant, error) {
+	names := roleProviders(role)
+	grants := make([]providers.Grant, len(names))
+	errs := make([]error, len(names))
+	ps := providers.Session{ID: s.ID, Role: s.Role, TTL: s.ExpiresAt.Sub(s.CreatedAt), ExpiresAt: s.ExpiresAt}
+	var wg sync.WaitGroup
+	for i, name := range names {
+		p, _ := b.provs.Get(name)
+		wg.Go(func() { grants[i], errs[i] = b.mintOne(ctx, p, ps, role) })
+	}
+	wg.Wait()
+	var failed []string
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", names[i], err))
+		}
+	}
+	if len(failed) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrProvider, strings.Join(failed, "; "))
+	}
+	return grants, nil
+}
+
+func (b *Broker) mintOne(ctx context.Context, p providers.Provider, s providers.Session, role configs.Role) (providers.Grant, error) {
+	intent := leases.Intent{ID: s.ID + "/" + p.Name(), SessionID: s.ID, Provider: p.Name(), CreatedAt: b.now()}
+	if err := b.store.PutIntent(ctx, intent); err != nil {
+		return providers.Grant{}, fmt.Errorf("record intent: %w", err)
+	}
+	b.at("after-intent")
+	g, err := p.Mint(ctx, s, role)
+	b.at("after-mint")
+	if err != nil {
+		if len(g.Leases) > 0 {
+			// The provider could not clean up: keep what it left as pending.
+			for i := range g.Leases {
+				g.Leases[i].State = leases.LeaseRevokePending
+			}
+			if rerr := b.store.RecordLeases(ctx, intent.ID, g.Leases); rerr != nil {
+				b.log.Error("record leases left by a failed mint; the reconciler will find them", "session", s.ID, "err", rerr)
+			}
+		} else if derr := b.store.DeleteIntent(ctx, intent.ID); derr != nil {
+			b.log.Warn("delete intent", "intent", intent.ID, "err", derr)
+		}
+		return providers.Grant{}, err
+	}
+	if err := b.store.RecordLeases(ctx, intent.ID, g.Leases); err != nil {
+		// Not recorded means not known: revoke now. If that fails the
+		// intent remains and the reconciler retries.
+		for _, l := range g.Leases {
+			if rerr := p.Revoke(ctx, l); rerr != nil {
+				b.log.Error("revoke unrecorded lease", "lease", l.ID, "err", rerr)
+			}
+		}
+		return providers.Grant{}, fmt.Errorf("record leases: %w", err)
+	}
+	b.at("after-record")
+	for _, l := range g.Leases {
+		b.record(Event{Event: EvLeaseMint, Session: s.ID, Role: s.Role, Provider: p.Name(), Lease: l.ID, External: l.ExternalID, Expires: l.ExpiresAt})
+	}
+	return g, nil
+}
+
+// writeDir merges the grants and writes the session dir on tmpfs.
+func (b *Broker) writeDir(s leases.Session, grants []providers.Grant) error {
+	files := map[string]secret.Value{}
+	env := map[string]secret.Value{}
+	for _, g := range grants {
+		maps.Copy(files, g.Files)
+		maps.Copy(env, g.Env)
+	}
+	_, err := b.env.Create(agentenv.Meta{ID: s.ID, Role: s.Role, CreatedAt: s.CreatedAt, ExpiresAt: s.ExpiresAt, UID: s.UID}, files, env)
+	if err != nil {
+		return fmt.Errorf("write session dir: %w", err)
+	}
+	return nil
+}
+
+// EndSession ends a session: wipes its dir, then revokes every lease. It
+// returns ErrPending (wrapped) when some revocations failed; they stay in
+// the store and are retried.
+func (b *Broker) EndSession(ctx context.Context, c Caller, id, reason string) (SessionInfo, error) {
+	if err := agentenv.ValidID(id); err != nil {
+		return SessionInfo{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	unlock := b.lock(id)
+	defer unlock()
+	s, err := b.store.GetSession(ctx, id)
+	if errors.Is(err, leases.ErrNotFound) {
+		return SessionInfo{}, fmt.Errorf("%w: %s (see `credbroker session list`)", ErrNotFound, id)
+	}
+	if err != nil {
+		return SessionInfo{}, err
+	}
+	if c.UID != 0 && c.UID != s.CallerUID && c.UID != s.UID && !b.isDaemonUID(c.UID) {
+		return SessionInfo{}, fmt.Errorf("%w: session %s belongs to uid %d", ErrForbidden, id, s.CallerUID)
+	}
+	if reason == "" {
+		reason = fmt.Sprintf("ended by uid %d", c.UID)
+	}
+	err = b.endLocked(ctx, id, reason)
+	s, _ = b.store.GetSession(ctx, id)
+	ls, _ := b.store.ListLeases(ctx, id)
+	return sessionInfo(s, ls), err
+}
+
+// endLocked revokes a session; the caller holds the session lock.
+func (b *Broker) endLocked(ctx context.Context, id, reason string) error {
+	s, err := b.store.GetSession(ctx, id)
+	if err != nil {
+		return err
+	}
+	if s.State == leases.SessionActive {
+		s.State, s.EndReason, s.EndedAt = leases.SessionEnding, reason, b.now()
+		if err := b.store.UpdateSession(ctx, s); err != nil {
+			return fmt.Errorf("mark session ending: %w", err)
+		}
+	}
+	// Take the files away first: the sandbox loses access at once, even
+	// before the servers have answered.
+	if err := b.env.MarkRevoked(id); err != nil {
+		b.log.Debug("mark session dir revoked", "session", id, "err", err)
+	}
+	if err := b.env.Remove(id); err != nil {
+		b.log.Error("remove session dir", "session", id, "err", err)
+	}
+	ls, err := b.store.ListLeases(ctx, id)
+	if err != nil {
+		return fmt.Errorf("list leases: %w", err)
+	}
+	pending := b.revokeLeases(ctx, ls, reason)
+	if pending > 0 {
+		return fmt.Errorf("%w: %d of %d leases of %s could not be revoked yet; they are retried and shown by `credbroker status`", ErrPending, pending, len(ls), id)
+	}
+	s.State = leases.SessionEnded
+	if s.EndedAt.IsZero() {
+		s.EndedAt = b.now()
+	}
+	if err := b.store.UpdateSession(ctx, s); err != nil {
+		return fmt.Errorf("mark session ended: %w", err)
+	}
+	b.record(Event{Event: EvSessionEnd, Session: id, Role: s.Role, Reason: reason})
+	b.locks.Delete(id)
+	return nil
+}
+
+// revokeLeases revokes ls (tokens last, so their children go first and
+// nothing is revoked twice needlessly) and returns how many remain pending.
+func (b *Broker) revokeLeases(ctx context.Context, ls []leases.Lease, reason string) int {
+	sort.SliceStable(ls, func(i, j int) bool { return ls[i].Kind != "token" && ls[j].Kind == "token" })
+	pending := 0
+	for _, l := range ls {
+		if !b.revokeLease(ctx, l, reason) {
+			pending++
+		}
+	}
+	return pending
+}
+
+// revokeLease revokes one lease and deletes it from the store only once the
+// provider confirmed; on failure it is kept pending with a backoff.
+func (b *Broker) revokeLease(ctx context.Context, l leases.Lease, reason string) bool {
+	p, ok := b.provs.Get(l.Provider)
+	var err error
+	if !ok {
+		err = fmt.Errorf("provider %s is not configured", l.Provider)
+	} else {
+		err = p.Revoke(ctx, l)
+	}
+	if err == nil || errors.Is(err, providers.ErrAlreadyRevoked) {
+		if derr := b.store.DeleteLease(ctx, l.ID); derr != nil {
+			b.log.Error("delete revoked lease", "lease", l.ID, "err", derr)
+		}
+		b.record(Event{Event: EvLeaseRevoke, Session: l.SessionID, Provider: l.Provider, Lease: l.ID, External: l.ExternalID, Reason: reason})
+		return true
+	}
+	l.State = leases.LeaseRevokePending
+	l.Attempts++
+	l.LastError = err.Error()
+	l.NextAttempt = b.now().Add(backoff(l.Attempts))
+	if uerr := b.store.UpdateLease(ctx, l); uerr != nil {
+		b.log.Error("record pending revocation", "lease", l.ID, "err", uerr)
+	}
+	b.record(Event{Event: EvLeaseRevokeFail, Session: l.SessionID, Provider: l.Provider, Lease: l.ID, External: l.ExternalID, Reason: reason, Error: err.Error()})
+	b.log.Warn("revocation failed; will retry", "lease", l.ID, "attempt", l.Attempts, "err", err)
+	return false
+}
+
+// backoff is 2s, 4s, 8s … capped at 5 minutes.
+func backoff(attempt int) time.Duration {
+	d := 2 * time.Second << min(attempt-1, 8)
+	return min(d, 5*time.Minute)
+}
+
+func (b *Broker) isDaemonUID(uid int) bool { return uid == daemonUID }

@@ -1,0 +1,98 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/credbroker/credbroker/leases"
+)
+
+// StartRequest asks for a new session.
+type StartRequest struct {
+	Role string `json:"role"`
+	// TTL is a Go duration string; empty means the role's ttl.
+	TTL string `json:"ttl,omitempty"`
+	// UID owns the session dir; nil means the caller.
+	UID *int `json:"uid,omitempty"`
+}
+
+// SessionInfo is a session as the API shows it (no secrets).
+type SessionInfo struct {
+	ID        string      `json:"id"`
+	Role      string      `json:"role"`
+	State     string      `json:"state"`
+	UID       int         `json:"uid"`
+	CallerUID int         `json:"caller_uid"`
+	Dir       string      `json:"dir,omitempty"`
+	CreatedAt time.Time   `json:"created_at"`
+	ExpiresAt time.Time   `json:"expires_at"`
+	EndedAt   time.Time   `json:"ended_at,omitzero"`
+	EndReason string      `json:"end_reason,omitempty"`
+	Leases    []LeaseInfo `json:"leases,omitempty"`
+}
+
+// LeaseInfo is a lease as the API shows it.
+type LeaseInfo struct {
+	ID          string    `json:"id"`
+	Session     string    `json:"session"`
+	Provider    string    `json:"provider"`
+	Kind        string    `json:"kind"`
+	State       string    `json:"state"`
+	ExpiresAt   time.Time `json:"expires_at,omitzero"`
+	Attempts    int       `json:"attempts,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+}
+
+// IncidentInfo describes the incident lock.
+type IncidentInfo struct {
+	Reason     string    `json:"reason"`
+	DeclaredAt time.Time `json:"declared_at"`
+	CallerUID  int       `json:"caller_uid"`
+}
+
+// Status is the daemon's state at a glance.
+type Status struct {
+	Incident  *IncidentInfo `json:"incident,omitempty"`
+	Sessions  []SessionInfo `json:"sessions"`
+	Pending   []LeaseInfo   `json:"pending"`
+	Providers []string      `json:"providers"`
+}
+
+// ProviderResult is one provider's part of a revoke-all.
+type ProviderResult struct {
+	Provider string `json:"provider"`
+	// Method is "revoke-all" (one backend call) or "per-lease" (fallback).
+	Method  string `json:"method"`
+	Revoked int    `json:"revoked"`
+	Pending int    `json:"pending"`
+	Error   string `json:"error,omitempty"`
+}
+
+// RevokeReport is what revoke --all (or revoke SESSION) did.
+type RevokeReport struct {
+	Reason    string           `json:"reason"`
+	Incident  bool             `json:"incident"`
+	Sessions  int              `json:"sessions"`
+	Providers []ProviderResult `json:"providers"`
+	Pending   []LeaseInfo      `json:"pending"`
+	Complete  bool             `json:"complete"`
+	Duration  string           `json:"duration"`
+}
+
+func sessionInfo(s leases.Session, ls []leases.Lease) SessionInfo {
+	si := SessionInfo{
+		ID: s.ID, Role: s.Role, State: string(s.State), UID: s.UID, CallerUID: s.CallerUID,
+		Dir: s.Dir, CreatedAt: s.CreatedAt, ExpiresAt: s.ExpiresAt, EndedAt: s.EndedAt, EndReason: s.EndReason,
+	}
+	for _, l := range ls {
+		si.Leases = append(si.Leases, leaseInfo(l))
+	}
+	return si
+}
+
+func leaseInfo(l leases.Lease) LeaseInfo {
+	return LeaseInfo{
+		ID: l.ID, Session: l.SessionID, Provider: l.Provider, Kind: l.Kind, State: string(l.State),
+		ExpiresAt: l.ExpiresAt, Attempts: l.Attempts, LastError: l.LastError, NextAttempt: l.NextAttempt,
+	}
+}

@@ -1,0 +1,80 @@
+package configs
+
+import (
+	"errors"
+	"path/filepath"
+	"time"
+)
+
+// MaxRoleTTL caps every role's max_ttl: a credential the broker hands out
+// must expire on its own within a working day.
+const MaxRoleTTL = 12 * time.Hour
+
+// Validate checks the config after ApplyDefaults. It returns every problem
+// at once, joined with errors.Join; each is a *FieldError naming the field
+// and the fix but no line (Load adds the file and line).
+func (c *Config) Validate() error {
+	ps := c.problems()
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = p
+	}
+	return errors.Join(errs...)
+}
+
+// problems runs every check, in schema order.
+func (c *Config) problems() problems {
+	var ps problems
+	c.Broker.validate(&ps)
+	c.Store.validate(&ps)
+	if v := c.Providers.Vault; v != nil {
+		v.validate(&ps, fieldPath{"providers", "vault"})
+	}
+	c.validateRoles(&ps)
+	if v := c.Providers.Vault; v != nil {
+		c.validateEpoch(&ps, v)
+	}
+	return ps
+}
+
+func (b *Broker) validate(ps *problems) {
+	p := fieldPath{"broker"}
+	absPath(ps, p.with("socket"), b.Socket)
+	absPath(ps, p.with("runtime_dir"), b.RuntimeDir)
+	if b.StateDir == "" {
+		ps.add(p.with("state_dir"), "set broker.state_dir, or set $XDG_STATE_HOME or $HOME",
+			"no default: neither $XDG_STATE_HOME nor $HOME is set")
+	}
+	absPath(ps, p.with("state_dir"), b.StateDir)
+	absPath(ps, p.with("audit_log"), b.AuditLog)
+	for i, uid := range b.AllowedUIDs {
+		if uid < 0 {
+			ps.add(p.with("allowed_uids").index(i), "use a user id from id -u (0 or more)",
+				"uid %d is negative", uid)
+		}
+	}
+	if b.RefreshInterval <= 0 {
+		ps.add(p.with("refresh_interval"), "use a positive duration such as 5s",
+			"%s is not positive", b.RefreshInterval)
+	}
+}
+
+func (s *Store) validate(ps *problems) {
+	p := fieldPath{"store"}
+	switch s.Driver {
+	case "sqlite":
+	case "postgres", "postgresql":
+		ps.add(p.with("driver"), "use sqlite", "postgres is not yet supported")
+	default:
+		ps.add(p.with("driver"), "use sqlite (the only driver so far)", "unknown driver %q", s.Driver)
+	}
+	absPath(ps, p.with("path"), s.Path)
+}
+
+// absPath requires a set path to be absolute: the daemon's working directory
+// (often / under systemd) must not change what a path means.
+func absPath(ps *problems, p fieldPath, v string) {
+	if v != "" && !filepath.IsAbs(v) {
+		ps.add(p, "use an absolute path (starting with /)", "%q is not an absolute path", v)
+	}
+}

@@ -1,0 +1,115 @@
+package configs
+
+import (
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+var (
+	// roleName is a role's key: it becomes part of lease ids, token
+	// metadata and Kubernetes object names, so it is DNS-label-like.
+	roleName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	// secretName becomes a file name under vault/secrets.
+	secretName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+)
+
+// sortedRoleNames returns the role names in order, so errors are stable.
+func sortedRoleNames(roles map[string]Role) []string {
+	return slices.Sorted(maps.Keys(roles))
+}
+
+// RoleNames lists the configured roles in order.
+func (c *Config) RoleNames() []string { return sortedRoleNames(c.Roles) }
+
+func (c *Config) validateRoles(ps *problems) {
+	if len(c.Roles) == 0 {
+		ps.add(fieldPath{"roles"}, "add a role (see credbroker config example)", "no roles are defined")
+	}
+	for _, name := range sortedRoleNames(c.Roles) {
+		r := c.Roles[name]
+		p := fieldPath{"roles", name}
+		if !roleName.MatchString(name) {
+			ps.add(p, "use 1-63 lower-case letters, digits and -, starting with a letter or digit",
+				"%q is not a valid role name", name)
+		}
+		r.validateTTL(ps, p)
+		if r.Vault == nil {
+			ps.add(p, "add a vault block with the policies the session needs",
+				"the role grants nothing: it has no provider block")
+			continue
+		}
+		if c.Providers.Vault == nil {
+			ps.add(p.with("vault"), "add a providers.vault block with the broker's Vault address and login",
+				"the role uses vault but providers.vault is not configured")
+		}
+		r.Vault.validate(ps, p.with("vault"))
+	}
+}
+
+func (r *Role) validateTTL(ps *problems, p fieldPath) {
+	switch {
+	case r.TTL <= 0:
+		ps.add(p.with("ttl"), "use a positive duration such as 15m", "%s is not positive", r.TTL)
+	case r.TTL > Duration(MaxRoleTTL):
+		ps.add(p.with("ttl"), "lower ttl (and max_ttl) to 12h or less", "%s exceeds the %s limit",
+			r.TTL, Duration(MaxRoleTTL))
+	case r.MaxTTL < r.TTL:
+		ps.add(p.with("max_ttl"), "raise max_ttl or lower ttl", "%s is shorter than ttl %s", r.MaxTTL, r.TTL)
+	}
+	// max_ttl defaulted from a too-long ttl is reported once, on ttl.
+	if r.MaxTTL > Duration(MaxRoleTTL) && r.MaxTTL != r.TTL {
+		ps.add(p.with("max_ttl"), "lower max_ttl to 12h or less", "%s exceeds the %s limit",
+			r.MaxTTL, Duration(MaxRoleTTL))
+	}
+}
+
+func (v *VaultRole) validate(ps *problems, p fieldPath) {
+	if len(v.Policies) == 0 {
+		ps.add(p.with("policies"), "list the Vault policies the session token carries, e.g. [agent-readonly]",
+			"no policies")
+	}
+	for i, pol := range v.Policies {
+		switch {
+		case strings.TrimSpace(pol) == "":
+			ps.add(p.with("policies").index(i), "remove the empty entry", "empty policy name")
+		case strings.EqualFold(strings.TrimSpace(pol), "root"):
+			ps.add(p.with("policies").index(i), "write a narrow policy for the role instead",
+				"the root policy is never handed to a session")
+		}
+	}
+	seen := map[string]int{}
+	for i, s := range v.Secrets {
+		sp := p.with("secrets").index(i)
+		if first, dup := seen[s.Name]; dup && s.Name != "" {
+			ps.add(sp.with("name"), "give each secret of a role its own name",
+				"%q is already used by secrets[%d]", s.Name, first)
+		} else {
+			seen[s.Name] = i
+		}
+		s.validate(ps, sp)
+	}
+}
+
+func (s *VaultSecret) validate(ps *problems, p fieldPath) {
+	if !secretName.MatchString(s.Name) {
+		ps.add(p.with("name"), "use 1-64 letters, digits, - and _ (it becomes vault/secrets/<name>.json)",
+			"%q is not a valid secret name", s.Name)
+	}
+	switch {
+	case s.Path == "":
+		ps.add(p.with("path"), `set the Vault API path, e.g. "secret/data/app"`, "missing")
+	case strings.HasPrefix(s.Path, "/"):
+		ps.add(p.with("path"), `write it without the leading "/" or "v1/", e.g. "secret/data/app"`,
+			"%q is absolute", s.Path)
+	}
+	switch s.Method {
+	case "read", "write":
+	default:
+		ps.add(p.with("method"), "use read (the default) or write", "unknown method %q", s.Method)
+	}
+	if s.Data != nil && s.Method == "read" {
+		ps.add(p.with("data"), "set method: write, or remove data", "data is only sent with method write")
+	}
+}

@@ -1,0 +1,53 @@
+// Package storetest is the conformance suite that every leases.Store
+// implementation runs, so they all keep the contract written in
+// leases/store.go.
+package storetest
+
+import (
+	"testing"
+
+	"github.com/credbroker/credbroker/leases"
+)
+
+// test is one conformance check against a fresh, empty store.
+type test struct {
+	name string
+	fn   func(t *testing.T, s leases.Store)
+}
+
+// group is a set of checks for one part of the interface.
+type group struct {
+	name  string
+	tests []test
+}
+
+// Run runs the suite. open must return a new, empty store each time it is
+// called (once per subtest); Run closes it when the subtest ends. Subtests
+// run one after another, so open may reuse a single server.
+func Run(t *testing.T, open func(t *testing.T) leases.Store) {
+	t.Helper()
+	groups := []group{
+		{"Sessions", sessionTests},
+		{"Intents", intentTests},
+		{"Leases", leaseTests},
+		{"RecordLeases", recordTests},
+		{"Incident", incidentTests},
+		{"Concurrency", concurrencyTests},
+		{"Context", contextTests},
+	}
+	for _, g := range groups {
+		t.Run(g.name, func(t *testing.T) {
+			for _, tc := range g.tests {
+				t.Run(tc.name, func(t *testing.T) {
+					s := open(t)
+					t.Cleanup(func() {
+						if err := s.Close(); err != nil {
+							t.Errorf("Close: %v", err)
+						}
+					})
+					tc.fn(t, s)
+				})
+			}
+		})
+	}
+}

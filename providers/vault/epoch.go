@@ -1,0 +1,94 @@
+package vault
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/credbroker/credbroker/internal/secret"
+	"github.com/credbroker/credbroker/leases"
+)
+
+// epochMargin is how much longer than the session an epoch must still live:
+// a child token is revoked when its parent expires.
+const epochMargin = 5 * time.Minute
+
+// epochClient returns a client authenticated with an epoch token that will
+// outlive a session of ttl, creating a new epoch when needed. Session tokens
+// are children of the epoch, so revoking the epoch (by accessor) revokes
+// every session token and every lease they created in one call.
+func (p *Provider) epochClient(ctx context.Context, ttl time.Duration) (*api.Client, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.epoch == nil || p.epoch.expiresAt.Sub(p.now()) < ttl+epochMargin {
+		e, err := p.newEpoch(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p.epoch = e
+	}
+	c, err := p.client.Clone()
+	if err != nil {
+		return nil, fmt.Errorf("vault: clone client: %w", err)
+	}
+	c.SetToken(p.epoch.token.Reveal())
+	return c, nil
+}
+
+// newEpoch creates an epoch token, recording an intent before and the lease
+// after, so a crash in between is found by the reconciler.
+func (p *Provider) newEpoch(ctx context.Context) (*epoch, error) {
+	intent := leases.Intent{
+		ID:        "vault-epoch-" + rand.Text(),
+		SessionID: leases.BrokerSessionID,
+		Provider:  Name,
+		CreatedAt: p.now(),
+	}
+	if err := p.ledger.PutIntent(ctx, intent); err != nil {
+		return nil, fmt.Errorf("vault: record epoch intent: %w", err)
+	}
+	ttl := p.cfg.EpochTTL.D()
+	sec, err := p.client.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{
+		DisplayName: "credbroker-epoch",
+		TTL:         ttl.String(),
+		Metadata:    map[string]string{metaSession: leases.BrokerSessionID, metaRole: "epoch"},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vault: create epoch token: %w", describe(err))
+	}
+	if sec == nil || sec.Auth == nil {
+		return nil, fmt.Errorf("vault: create epoch token: empty answer")
+	}
+	now := p.now()
+	e := &epoch{
+		token:     secret.New(sec.Auth.ClientToken),
+		accessor:  sec.Auth.Accessor,
+		expiresAt: now.Add(time.Duration(sec.Auth.LeaseDuration) * time.Second),
+	}
+	l := leases.Lease{
+		ID:         leaseID(KindEpoch, e.accessor),
+		SessionID:  leases.BrokerSessionID,
+		Provider:   Name,
+		Kind:       KindEpoch,
+		ExternalID: e.accessor,
+		IssuedAt:   now,
+		ExpiresAt:  e.expiresAt,
+		State:      leases.LeaseActive,
+	}
+	if err := p.ledger.RecordLeases(ctx, intent.ID, []leases.Lease{l}); err != nil {
+		// Not recorded: do not use it, and try to revoke it now; the intent
+		// stays so the reconciler retries if this revoke fails too.
+		if rerr := p.revokeAccessor(ctx, e.accessor); rerr != nil {
+			p.log.Error("revoke unrecorded epoch token", "accessor", e.accessor, "err", rerr)
+		}
+		return nil, fmt.Errorf("vault: record epoch lease: %w", err)
+	}
+	p.log.Info("new epoch token", "accessor", e.accessor, "expires", e.expiresAt)
+	return e, nil
+}
+
+// leaseID is the path-shaped store id of a Vault credential.
+func leaseID(kind, external string) string { return Name + "/" + kind + "/" + external }

@@ -1,0 +1,142 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/internal/secret"
+	"github.com/credbroker/credbroker/leases"
+	"github.com/credbroker/credbroker/providers"
+)
+
+// Mint creates the session token through the token role, as a child of the
+// epoch, then reads the role's secrets with it. On any failure it revokes the
+// token (and with it every lease the token created) before returning.
+func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.Role) (providers.Grant, error) {
+	if role.Vault == nil {
+		return providers.Grant{}, fmt.Errorf("vault: role %s has no vault block", role.Name)
+	}
+	ttl := time.Until(s.ExpiresAt)
+	if s.TTL > 0 {
+		ttl = s.TTL
+	}
+	ec, err := p.epochClient(ctx, ttl)
+	if err != nil {
+		return providers.Grant{}, err
+	}
+	renewable := true
+	sec, err := ec.Auth().Token().CreateWithRoleWithContext(ctx, &api.TokenCreateRequest{
+		Policies:       role.Vault.Policies,
+		TTL:            ttl.Round(time.Second).String(),
+		ExplicitMaxTTL: ttl.Round(time.Second).String(),
+		DisplayName:    "credbroker-" + s.ID,
+		Metadata:       map[string]string{metaSession: s.ID, metaRole: role.Name},
+		Renewable:      &renewable,
+	}, p.cfg.TokenRole)
+	if err != nil {
+		return providers.Grant{}, fmt.Errorf("vault: create session token via role %s: %w", p.cfg.TokenRole, describe(err))
+	}
+	if sec == nil || sec.Auth == nil {
+		return providers.Grant{}, errors.New("vault: create session token: empty answer")
+	}
+	tok := secret.New(sec.Auth.ClientToken)
+	now := p.now()
+	tokLease := leases.Lease{
+		ID:         leaseID(KindToken, sec.Auth.Accessor),
+		SessionID:  s.ID,
+		Provider:   Name,
+		Kind:       KindToken,
+		ExternalID: sec.Auth.Accessor,
+		IssuedAt:   now,
+		ExpiresAt:  now.Add(time.Duration(sec.Auth.LeaseDuration) * time.Second),
+		Renewable:  sec.Auth.Renewable,
+		State:      leases.LeaseActive,
+	}
+	g := providers.Grant{
+		Leases: []leases.Lease{tokLease},
+		Files:  map[string]secret.Value{TokenFile: tok},
+		Env: map[string]secret.Value{
+			"VAULT_ADDR":  secret.New(p.cfg.Address),
+			"VAULT_TOKEN": tok,
+		},
+	}
+	if p.cfg.Namespace != "" {
+		g.Env["VAULT_NAMESPACE"] = secret.New(p.cfg.Namespace)
+	}
+	if p.caPEM != nil {
+		g.Files[caFile] = secret.FromBytes(p.caPEM)
+	}
+
+	sc, err := p.client.Clone()
+	if err == nil {
+		sc.SetToken(tok.Reveal())
+		err = p.readSecrets(ctx, sc, s, role.Vault.Secrets, &g)
+	}
+	if err != nil {
+		if rerr := p.revokeAccessor(ctx, tokLease.ExternalID); rerr != nil {
+			// The caller revokes every lease in the failed grant again and
+			// keeps it pending; say so instead of hiding it.
+			return g, errors.Join(err, fmt.Errorf("vault: revoke token after failed mint: %w", rerr))
+		}
+		return providers.Grant{}, err
+	}
+	return g, nil
+}
+
+// secretFile is what vault/secrets/<name>.json holds: Vault's answer with
+// its lease fields, so tools can tell how long the secret lives.
+type secretFile struct {
+	Path          string         `json:"path"`
+	LeaseID       string         `json:"lease_id,omitempty"`
+	LeaseDuration int            `json:"lease_duration,omitempty"`
+	Renewable     bool           `json:"renewable"`
+	Data          map[string]any `json:"data"`
+}
+
+func (p *Provider) readSecrets(ctx context.Context, c *api.Client, s providers.Session, specs []configs.VaultSecret, g *providers.Grant) error {
+	for _, spec := range specs {
+		var sec *api.Secret
+		var err error
+		if spec.Method == "write" {
+			sec, err = c.Logical().WriteWithContext(ctx, spec.Path, spec.Data)
+		} else {
+			sec, err = c.Logical().ReadWithContext(ctx, spec.Path)
+		}
+		if err != nil {
+			return fmt.Errorf("vault: secret %s (%s %s): %w", spec.Name, spec.Method, spec.Path, describe(err))
+		}
+		if sec == nil || sec.Data == nil {
+			return fmt.Errorf("vault: secret %s: nothing at %s; check the path (KV v2 paths look like <mount>/data/<name>)", spec.Name, spec.Path)
+		}
+		body, err := json.MarshalIndent(secretFile{
+			Path: spec.Path, LeaseID: sec.LeaseID, LeaseDuration: sec.LeaseDuration,
+			Renewable: sec.Renewable, Data: sec.Data,
+		}, "", "  ")
+		if err != nil {
+			return fmt.Errorf("vault: secret %s: encode: %w", spec.Name, err)
+		}
+		g.Files[secretsDir+spec.Name+".json"] = secret.FromBytes(append(body, '\n'))
+		if sec.LeaseID != "" {
+			now := p.now()
+			g.Leases = append(g.Leases, leases.Lease{
+				ID:         leaseID(KindSecret, sec.LeaseID),
+				SessionID:  s.ID,
+				Provider:   Name,
+				Kind:       KindSecret,
+				ExternalID: sec.LeaseID,
+				IssuedAt:   now,
+				ExpiresAt:  now.Add(time.Duration(sec.LeaseDuration) * time.Second),
+				Renewable:  sec.Renewable,
+				State:      leases.LeaseActive,
+				Data:       map[string]string{"name": spec.Name},
+			})
+		}
+	}
+	return nil
+}
