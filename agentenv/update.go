@@ -86,14 +86,17 @@ func (w *Writer) MarkRevoked(sessionID string) error {
 	return nil
 }
 
-// ReadFile reads back a file a provider put in the session dir, for
-// example vault/token to renew it after a broker restart.
+// ReadFile reads back a file of the session dir (a provider's, or env or
+// session.json), for example vault/token to renew it after a broker
+// restart. It follows no symlink.
 func (w *Writer) ReadFile(sessionID, rel string) (secret.Value, error) {
 	if err := ValidID(sessionID); err != nil {
 		return secret.Value{}, err
 	}
-	if err := validRel(rel); err != nil {
-		return secret.Value{}, err
+	if rel != MetaFile && rel != EnvFile {
+		if err := validRel(rel); err != nil {
+			return secret.Value{}, err
+		}
 	}
 	sessfd, err := w.openSessionDir(sessionID)
 	if err != nil {

@@ -12,24 +12,6 @@ import (
 	"github.com/credbroker/credbroker/providers"
 )
 
-// Run reconciles once, then runs the reaper, refresher and revocation
-// retries every interval until ctx ends.
-func (b *Broker) Run(ctx context.Context, interval time.Duration) error {
-	if err := b.Reconcile(ctx); err != nil {
-		b.log.Error("reconcile at start-up", "err", err)
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			b.Tick(ctx)
-		}
-	}
-}
-
 // Tick runs one round of the background work.
 func (b *Broker) Tick(ctx context.Context) {
 	b.reap(ctx)

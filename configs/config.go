@@ -18,7 +18,7 @@ type Config struct {
 }
 
 // Broker holds the daemon's own settings. Empty paths get defaults from the
-// XDG base directories (see Defaults).
+// XDG base directories (see ApplyDefaults).
 type Broker struct {
 	// Socket is the Unix socket the daemon listens on.
 	Socket string `yaml:"socket"`

@@ -83,11 +83,16 @@ func (v *VaultProvider) applyDefaults() {
 
 func (r *Role) applyDefaults(name string) {
 	r.Name = name
+	// Each of ttl and max_ttl defaults so as not to conflict with the other
+	// when only one is set: a short max_ttl lowers the default ttl, a long
+	// ttl raises the default max_ttl.
 	if r.TTL == 0 {
 		r.TTL = Duration(DefaultTTL)
+		if r.MaxTTL > 0 {
+			r.TTL = min(r.TTL, r.MaxTTL)
+		}
 	}
 	if r.MaxTTL == 0 {
-		// A role asking for a long ttl gets at least that as its cap.
 		r.MaxTTL = max(Duration(DefaultMaxTTL), r.TTL)
 	}
 	if r.Vault != nil {

@@ -132,6 +132,7 @@ func TestApplyDefaultsRoles(t *testing.T) {
 		{"long ttl raises max_ttl", 120 * m, 0, 120 * m, 120 * m},
 		{"short ttl keeps 1h max_ttl", 5 * m, 0, 5 * m, 60 * m},
 		{"max_ttl set", 0, 30 * m, 15 * m, 30 * m},
+		{"short max_ttl lowers ttl", 0, 10 * m, 10 * m, 10 * m},
 		{"both set", 10 * m, 20 * m, 10 * m, 20 * m},
 	}
 	for _, tt := range tests {

@@ -16,7 +16,8 @@ import (
 // Load reads the config file at path, decodes it strictly (an unknown field
 // is an error), applies defaults and validates it. Every error names the
 // file, line, field and fix; all problems are returned together, joined with
-// errors.Join, one a line. The returned errors are *FieldError.
+// errors.Join, one a line; apart from a failure to read the file, each is a
+// *FieldError.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {

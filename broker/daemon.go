@@ -1,0 +1,113 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/credbroker/credbroker/agentenv"
+	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/leases"
+	"github.com/credbroker/credbroker/leases/sqlite"
+	"github.com/credbroker/credbroker/providers"
+)
+
+// DaemonOptions configure Serve.
+type DaemonOptions struct {
+	Config *configs.Config
+	Logger *slog.Logger
+	// AllowDisk lets session dirs live on a disk filesystem. Tests only.
+	AllowDisk bool
+	// BuildProviders constructs the registry (providers/all.Build).
+	BuildProviders func(ctx context.Context, cfg *configs.Config, st leases.Store, log *slog.Logger) (*providers.Registry, error)
+	// Hooks are test failpoints.
+	Hooks Hooks
+	// Ready, if set, is called once the socket accepts requests.
+	Ready func()
+}
+
+// Serve runs the daemon until ctx ends: it opens the store and audit log,
+// builds the providers, reconciles, listens on the socket and runs the
+// background loops. On shutdown live sessions stay recorded and their dirs
+// stay in place, so a restarted daemon carries on with them.
+func Serve(ctx context.Context, o DaemonOptions) error {
+	cfg, log := o.Config, o.Logger
+	if !o.AllowDisk {
+		if err := agentenv.CheckMemoryFS(cfg.Broker.RuntimeDir); err != nil {
+			return err
+		}
+	}
+	st, err := sqlite.Open(ctx, cfg.Store.Path)
+	if err != nil {
+		return fmt.Errorf("open lease store: %w", err)
+	}
+	defer st.Close()
+	audit, err := OpenAudit(cfg.Broker.AuditLog)
+	if err != nil {
+		return err
+	}
+	defer audit.Close()
+	reg, err := o.BuildProviders(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
+	w := &agentenv.Writer{Root: filepath.Join(cfg.Broker.RuntimeDir, "sessions"), AllowDisk: o.AllowDisk, Logger: log}
+	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Logger: log, Hooks: o.Hooks})
+
+	l, err := Listen(cfg.Broker.Socket)
+	if err != nil {
+		return err
+	}
+	srv := NewServer(b, cfg.Broker.AllowedUIDs, log)
+	b.record(Event{Event: EvDaemonStart, Reason: "pid " + fmt.Sprint(pidSelf())})
+	log.Info("credbroker serving", "socket", cfg.Broker.Socket, "providers", reg.Names(), "roles", cfg.RoleNames(), "config", cfg.Path)
+
+	// Reconcile before serving: a crash's leftovers are settled first.
+	if err := b.Reconcile(ctx); err != nil {
+		log.Error("reconcile at start-up (retried by the loops)", "err", err)
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Go(func() { errc <- srv.Serve(l) })
+	loopCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Go(func() { b.loop(loopCtx, cfg.Broker.RefreshInterval.D()) })
+	if o.Ready != nil {
+		o.Ready()
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	log.Info("shutting down; live sessions stay recorded and are picked up on restart")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Warn("shutdown", "err", err)
+	}
+	stopLoops()
+	wg.Wait()
+	b.record(Event{Event: EvDaemonStop})
+	return serveErr
+}
+
+// loop runs Tick every interval until ctx ends.
+func (b *Broker) loop(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			b.Tick(ctx)
+		}
+	}
+}

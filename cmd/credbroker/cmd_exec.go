@@ -1,0 +1,80 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/credbroker/credbroker/agentenv"
+)
+
+// errSessionUnusable marks a session dir exec refuses to use.
+var errSessionUnusable = errors.New("session unusable")
+
+type execOpts struct {
+	dir           string
+	allowWritable bool
+	keep          []string
+}
+
+func newExecCmd(g *globalOpts) *cobra.Command {
+	o := &execOpts{}
+	cmd := &cobra.Command{
+		Use:   "exec [--dir /run/credbroker] -- CMD ARGS...",
+		Short: "Entrypoint wrapper: run CMD with a mounted session's credentials",
+		Long: `Run inside the sandbox. Reads the mounted session dir, refuses when it is
+missing, writable, expired or revoked, removes every host variable that could
+point at long-lived credentials (AWS_*, VAULT_*, KUBECONFIG, *TOKEN, *SECRET*,
+...), exports the session's variables and replaces itself with CMD (execve),
+so signals and the exit status pass straight through. Needs no daemon, no
+config and no network.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 0 || len(args) == 0 {
+				return usagef("give the command after --: credbroker exec -- CMD ARGS")
+			}
+			return runExec(g, o, args)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dir, "dir", envOr("CREDBROKER_SESSION_DIR", "/run/credbroker"), "mounted session dir")
+	f.BoolVar(&o.allowWritable, "allow-writable", false, "accept a writable session dir (on the host, outside a sandbox)")
+	f.StringSliceVar(&o.keep, "keep-env", nil, "host variables to pass through although they match the strip list (e.g. ANTHROPIC_API_KEY)")
+	return cmd
+}
+
+func runExec(g *globalOpts, o *execOpts, argv []string) error {
+	loaded, err := agentenv.LoadSession(o.dir, time.Now())
+	if err != nil {
+		return fmt.Errorf("%w: %v", errSessionUnusable, err)
+	}
+	if !o.allowWritable {
+		if err := agentenv.CheckReadOnly(loaded.Dir); err != nil {
+			return fmt.Errorf("%w: %v (mount it read-only, or pass --allow-writable outside a sandbox)", errSessionUnusable, err)
+		}
+	}
+	strip := agentenv.DefaultStrip
+	for _, k := range o.keep {
+		strip = append(strip[:len(strip):len(strip)], "!"+k)
+	}
+	env := agentenv.BuildEnv(os.Environ(), loaded, strip)
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return fmt.Errorf("command %q: %w", argv[0], err)
+	}
+	if err := syscall.Exec(path, argv, env); err != nil {
+		return fmt.Errorf("exec %s: %w", path, err)
+	}
+	return nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

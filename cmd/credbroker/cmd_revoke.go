@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/credbroker/credbroker/broker"
+)
+
+type revokeOpts struct {
+	all    bool
+	reason string
+	output string
+}
+
+func newRevokeCmd(g *globalOpts) *cobra.Command {
+	o := &revokeOpts{}
+	cmd := &cobra.Command{
+		Use:   "revoke (--all --reason TEXT | SESSION_ID)",
+		Short: "Revoke one session, or declare an incident and revoke everything",
+		Long: `With SESSION_ID: end that session and revoke its leases.
+
+With --all: declare an incident. The lock is persisted first, so no session
+starts until 'credbroker incident clear'; every session dir is wiped; each
+provider revokes everything it issued in the fewest calls its backend allows
+(Vault: the epoch token, which takes every session token and lease with it).
+Whatever fails stays pending, is retried with backoff and shown by
+'credbroker status'; running revoke --all again retries it now. The exit
+status is 0 only when nothing issued is left valid.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case o.all && len(args) > 0:
+				return usagef("give either --all or a SESSION_ID, not both")
+			case !o.all && len(args) != 1:
+				return usagef("give a SESSION_ID, or --all --reason TEXT for an incident")
+			case o.all && strings.TrimSpace(o.reason) == "":
+				return usagef("--all needs --reason TEXT (it goes into the audit log)")
+			case o.output != "text" && o.output != "json":
+				return usagef("--output %q: use text or json", o.output)
+			}
+			if o.all {
+				return runRevokeAll(cmd.Context(), g, o)
+			}
+			si, err := g.client().EndSession(cmd.Context(), args[0], o.reason)
+			if err != nil {
+				printLeases(g.errOut, si.Leases)
+				return err
+			}
+			fmt.Fprintf(g.out, "session %s revoked\n", si.ID)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.all, "all", false, "incident: revoke every credential the broker issued and refuse new sessions")
+	f.StringVar(&o.reason, "reason", "", "why (required with --all; recorded in the audit log)")
+	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func runRevokeAll(ctx context.Context, g *globalOpts, o *revokeOpts) error {
+	if o.output == "text" {
+		fmt.Fprintln(g.errOut, "declaring incident and revoking every credential...")
+	}
+	rep, err := g.client().RevokeAll(ctx, o.reason)
+	if err != nil && !errors.Is(err, broker.ErrPending) {
+		return err
+	}
+	if o.output == "json" {
+		if perr := printJSON(g.out, rep); perr != nil {
+			return perr
+		}
+		return err
+	}
+	fmt.Fprintf(g.out, "incident declared: %s\n", rep.Reason)
+	fmt.Fprintf(g.out, "sessions wiped: %d (in %s)\n", rep.Sessions, rep.Duration)
+	for _, p := range rep.Providers {
+		line := fmt.Sprintf("  %-8s %-10s revoked %d", p.Provider, p.Method, p.Revoked)
+		if p.Pending > 0 {
+			line += fmt.Sprintf(", PENDING %d", p.Pending)
+		}
+		if p.Error != "" {
+			line += " (" + oneLine(p.Error) + ")"
+		}
+		fmt.Fprintln(g.out, line)
+	}
+	if rep.Complete {
+		fmt.Fprintln(g.out, "everything revoked; new sessions are refused until `credbroker incident clear`")
+		return nil
+	}
+	printLeases(g.out, rep.Pending)
+	return err
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func newStatusCmd(g *globalOpts) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Live sessions, pending revocations and the incident state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := g.client().Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(g.out, st)
+			}
+			if st.Incident != nil {
+				fmt.Fprintf(g.out, "INCIDENT declared %s by uid %d: %s\n  new sessions are refused; lift with `credbroker incident clear`\n",
+					st.Incident.DeclaredAt.Local().Format(time.DateTime), st.Incident.CallerUID, st.Incident.Reason)
+			} else {
+				fmt.Fprintln(g.out, "incident: none")
+			}
+			fmt.Fprintf(g.out, "providers: %v\n\nsessions (%d live):\n", st.Providers, len(st.Sessions))
+			printSessions(g.out, st.Sessions)
+			fmt.Fprintf(g.out, "\npending revocations: %d\n", len(st.Pending))
+			printLeases(g.out, st.Pending)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func newIncidentCmd(g *globalOpts) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "incident",
+		Short: "Manage the incident lock",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "clear",
+		Short: "Lift the incident lock so sessions can start again",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.client().ClearIncident(cmd.Context()); err != nil {
+				return err
+			}
+			fmt.Fprintln(g.out, "incident cleared; sessions may start again")
+			return nil
+		},
+	})
+	return cmd
+}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/configs"
+)
+
+// Exit statuses; listed in the root command's help.
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitNoDaemon    = 3
+	exitRefused     = 4
+	exitPending     = 5
+	exitProvider    = 6
+	exitNotFound    = 7
+	exitSessionDead = 8
+)
+
+const exitHelp = `Exit status:
+  0  success
+  1  error (the message says what and how to fix it)
+  2  bad usage: unknown flag, missing argument, malformed value
+  3  the daemon is not running (start it with 'credbroker serve')
+  4  refused: incident declared, or caller not allowed
+  5  revocation incomplete: some leases are pending and retried (see 'credbroker status')
+  6  a provider (Vault, ...) failed; nothing was left minted
+  7  no such session or role
+  8  (exec) the session dir is missing, expired, revoked or writable
+  With 'exec' and 'session start -- CMD', the command's own exit status.`
+
+// globalOpts are flags every command shares.
+type globalOpts struct {
+	socket   string
+	config   string
+	logLevel string
+	out      io.Writer
+	errOut   io.Writer
+	in       io.Reader
+}
+
+// exitCoder is an error that carries its own exit status (a child's).
+type exitCoder struct{ code int }
+
+func (e exitCoder) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// usageError marks flag and argument mistakes.
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+func run(args []string, in io.Reader, out, errOut io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	g := &globalOpts{out: out, errOut: errOut, in: in}
+	root := newRootCmd(g)
+	root.SetArgs(args)
+	root.SetIn(in)
+	root.SetOut(out)
+	root.SetErr(errOut)
+	err := root.ExecuteContext(ctx)
+	code := exitCode(err)
+	if err != nil && code != exitOK {
+		var ec exitCoder
+		if !errors.As(err, &ec) {
+			fmt.Fprintf(errOut, "credbroker: %v\n", err)
+		}
+	}
+	return code
+}
+
+// exitCode is the one place that maps errors to exit statuses.
+func exitCode(err error) int {
+	var ec exitCoder
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ec):
+		return ec.code
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.Is(err, broker.ErrDaemonNotRunning):
+		return exitNoDaemon
+	case errors.Is(err, broker.ErrIncident), errors.Is(err, broker.ErrForbidden):
+		return exitRefused
+	case errors.Is(err, broker.ErrPending):
+		return exitPending
+	case errors.Is(err, broker.ErrProvider):
+		return exitProvider
+	case errors.Is(err, broker.ErrNotFound), errors.Is(err, broker.ErrUnknownRole):
+		return exitNotFound
+	case errors.Is(err, broker.ErrBadRequest):
+		return exitUsage
+	case errors.Is(err, errSessionUnusable):
+		return exitSessionDead
+	default:
+		return exitError
+	}
+}
+
+func newRootCmd(g *globalOpts) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "credbroker",
+		Short: "Short-lived, scoped credentials for AI coding agents",
+		Long: `credbroker keeps long-lived credentials away from AI coding agents. A local
+daemon holds the real authority and mints short-lived, minimally scoped
+credentials per agent session, delivered as read-only files on tmpfs, and
+revokes them when the session ends, expires, or an incident is declared.
+
+` + exitHelp,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.socket, "socket", "", "daemon socket (default: $CREDBROKER_SOCKET, the config's broker.socket, or $XDG_RUNTIME_DIR/credbroker/broker.sock)")
+	pf.StringVar(&g.config, "config", "", "config file (default: $CREDBROKER_CONFIG, $XDG_CONFIG_HOME/credbroker/config.yaml, /etc/credbroker/config.yaml)")
+	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.AddCommand(
+		newServeCmd(g),
+		newSessionCmd(g),
+		newRevokeCmd(g),
+		newIncidentCmd(g),
+		newStatusCmd(g),
+		newExecCmd(g),
+		newVersionCmd(g),
+	)
+	return root
+}
+
+// logger logs to stderr: text on a terminal, JSON otherwise.
+func (g *globalOpts) logger() (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, usagef("--log-level %q: use debug, info, warn or error", g.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if f, ok := g.errOut.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return slog.New(slog.NewTextHandler(g.errOut, opts)), nil
+	}
+	return slog.New(slog.NewJSONHandler(g.errOut, opts)), nil
+}
+
+// socketPath resolves the daemon socket for client commands.
+func (g *globalOpts) socketPath() string {
+	if g.socket != "" {
+		return g.socket
+	}
+	if s := os.Getenv("CREDBROKER_SOCKET"); s != "" {
+		return s
+	}
+	if path, err := configs.Find(g.config); err == nil {
+		if cfg, err := configs.Load(path); err == nil {
+			return cfg.Broker.Socket
+		}
+	}
+	return configs.DefaultSocketPath()
+}
+
+func (g *globalOpts) client() *broker.Client { return broker.NewClient(g.socketPath()) }

@@ -1,0 +1,32 @@
+// Package all builds the providers a configuration names. It is the one
+// place that knows every provider package.
+package all
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/leases"
+	"github.com/credbroker/credbroker/providers"
+	"github.com/credbroker/credbroker/providers/vault"
+)
+
+// Build constructs and registers every configured provider. A provider whose
+// server is unreachable is still registered (minting fails with a clear
+// error then, and pending revocations are retried); Check problems are
+// logged as warnings.
+func Build(ctx context.Context, cfg *configs.Config, ledger leases.Store, log *slog.Logger) (*providers.Registry, error) {
+	reg := providers.NewRegistry()
+	if cfg.Providers.Vault != nil {
+		p, err := vault.New(ctx, *cfg.Providers.Vault, ledger, log)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.Check(ctx); err != nil {
+			log.Warn("vault is not ready; sessions that need it will fail until it is", "err", err)
+		}
+		reg.Register(p)
+	}
+	return reg, nil
+}
