@@ -21,7 +21,12 @@ var ErrDaemonNotRunning = errors.New("credbroker daemon is not running")
 type Client struct {
 	socket string
 	hc     *http.Client
+	err    error // set by NewFailingClient
 }
+
+// NewFailingClient returns a client whose every call fails with err (used
+// when the socket path itself could not be resolved).
+func NewFailingClient(err error) *Client { return &Client{err: err} }
 
 // NewClient returns a client for the daemon at socket.
 func NewClient(socket string) *Client {
@@ -112,6 +117,9 @@ func (e *RemoteError) Is(target error) bool {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	if c.err != nil {
+		return c.err
+	}
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)

@@ -155,20 +155,37 @@ func (g *globalOpts) logger() (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(g.errOut, opts)), nil
 }
 
-// socketPath resolves the daemon socket for client commands.
-func (g *globalOpts) socketPath() string {
+// socketPath resolves the daemon socket for client commands: --socket,
+// $CREDBROKER_SOCKET, the config's broker.socket, the default. A config the
+// user named explicitly (--config or $CREDBROKER_CONFIG) must load.
+func (g *globalOpts) socketPath() (string, error) {
 	if g.socket != "" {
-		return g.socket
+		return g.socket, nil
 	}
 	if s := os.Getenv("CREDBROKER_SOCKET"); s != "" {
-		return s
+		return s, nil
 	}
-	if path, err := configs.Find(g.config); err == nil {
-		if cfg, err := configs.Load(path); err == nil {
-			return cfg.Broker.Socket
+	explicit := g.config != "" || os.Getenv(configs.EnvConfig) != ""
+	path, err := configs.Find(g.config)
+	if err != nil {
+		if explicit {
+			return "", err
 		}
+		return configs.DefaultSocketPath(), nil
 	}
-	return configs.DefaultSocketPath()
+	cfg, err := configs.Load(path)
+	if err != nil {
+		return "", err
+	}
+	return cfg.Broker.Socket, nil
 }
 
-func (g *globalOpts) client() *broker.Client { return broker.NewClient(g.socketPath()) }
+// client returns a daemon client, or an error client whose calls all fail
+// with the reason the socket could not be resolved.
+func (g *globalOpts) client() *broker.Client {
+	p, err := g.socketPath()
+	if err != nil {
+		return broker.NewFailingClient(err)
+	}
+	return broker.NewClient(p)
+}
