@@ -1,0 +1,258 @@
+package broker_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/credbroker/credbroker/agentenv"
+	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/internal/tcpproxy"
+	"github.com/credbroker/credbroker/leases"
+	"github.com/credbroker/credbroker/leases/sqlite"
+	"github.com/credbroker/credbroker/providers"
+	"github.com/credbroker/credbroker/providers/vault"
+	"github.com/credbroker/credbroker/providers/vault/vaulttest"
+)
+
+// harness is a broker wired to a real Vault (behind a proxy the test can cut),
+// a real SQLite store and a real tmpfs session root.
+type harness struct {
+	t      testing.TB
+	srv    *vaulttest.Server
+	proxy  *tcpproxy.Proxy
+	b      *broker.Broker
+	st     leases.Store
+	w      *agentenv.Writer
+	vp     *vault.Provider
+	dir    string
+	db     string
+	audit  string
+	logs   *syncBuffer
+	offset atomic.Int64 // added to the broker's clock
+	caller broker.Caller
+
+	mu     sync.Mutex
+	tokens []string // every session token seen, for leak checks
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var testRoles = map[string]configs.Role{
+	"agent-readonly": {
+		Name: "agent-readonly", TTL: configs.Duration(10 * time.Minute), MaxTTL: configs.Duration(time.Hour),
+		Vault: &configs.VaultRole{
+			Policies: []string{"agent-readonly"},
+			Secrets:  []configs.VaultSecret{{Name: "config", Path: "secret/data/agent/readonly/config", Method: "read"}},
+		},
+	},
+	"agent-dev": {
+		Name: "agent-dev", TTL: configs.Duration(10 * time.Minute), MaxTTL: configs.Duration(2 * time.Hour),
+		Vault: &configs.VaultRole{
+			Policies: []string{"agent-dev"},
+			Secrets: []configs.VaultSecret{
+				{Name: "config", Path: "secret/data/agent/dev/config", Method: "read"},
+				{Name: "cert", Path: "pki/issue/agent-dev", Method: "write", Data: map[string]any{"common_name": "a.credbroker.local", "ttl": "30m"}},
+			},
+		},
+	},
+	"agent-broken": {
+		// Its secret is outside its policy: every start fails after the
+		// token was minted, which exercises all-or-nothing.
+		Name: "agent-broken", TTL: configs.Duration(10 * time.Minute), MaxTTL: configs.Duration(time.Hour),
+		Vault: &configs.VaultRole{
+			Policies: []string{"agent-readonly"},
+			Secrets:  []configs.VaultSecret{{Name: "nope", Path: "secret/data/agent/dev/config", Method: "read"}},
+		},
+	},
+}
+
+type harnessOpt func(*harnessConfig)
+
+type harnessConfig struct {
+	root      string
+	allowDisk bool
+}
+
+// onDisk puts the session root on the real disk (not tmpfs).
+func onDisk(t *testing.T) harnessOpt {
+	return func(c *harnessConfig) { c.root = filepath.Join(t.TempDir(), "sessions") }
+}
+
+func newHarness(t testing.TB, opts ...harnessOpt) *harness {
+	t.Helper()
+	srv := vaulttest.Start(t)
+	vaulttest.Seed(t, srv)
+	tmp, err := os.MkdirTemp("/dev/shm", "cb-broker-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { chmodTree(tmp); os.RemoveAll(tmp) })
+	hc := &harnessConfig{root: filepath.Join(tmp, "sessions")}
+	for _, o := range opts {
+		o(hc)
+	}
+	h := &harness{t: t, srv: srv, dir: tmp, audit: filepath.Join(t.TempDir(), "audit.log"), logs: &syncBuffer{}, caller: broker.Caller{UID: os.Geteuid(), PID: os.Getpid()}}
+	h.proxy = tcpproxy.Start(t, strings.TrimPrefix(srv.Addr, "http://"))
+	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h.db = filepath.Join(t.TempDir(), "leases.db")
+	st, err := sqlite.Open(context.Background(), h.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h.st = st
+	t.Setenv("CB_TEST_BROKER_TOKEN", vaulttest.RootToken)
+	vcfg := configs.VaultProvider{
+		Address: "http://" + h.proxy.Addr, Auth: configs.VaultAuth{TokenEnv: "CB_TEST_BROKER_TOKEN"},
+		TokenRole: vaulttest.TokenRole, EpochTTL: configs.Duration(24 * time.Hour),
+	}
+	vp, err := vault.New(context.Background(), vcfg, st, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.vp = vp
+	reg := providers.NewRegistry()
+	reg.Register(vp)
+	audit, err := broker.OpenAudit(h.audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { audit.Close() })
+	h.w = &agentenv.Writer{Root: hc.root, AllowDisk: hc.allowDisk, Logger: log}
+	cfg := &configs.Config{Path: "test-config.yaml", Roles: testRoles, Providers: configs.Providers{Vault: &vcfg}}
+	h.b = broker.New(broker.Options{
+		Config: cfg, Store: st, Providers: reg, Env: h.w, Audit: audit, Logger: log,
+		Now: func() time.Time { return time.Now().Add(time.Duration(h.offset.Load())) },
+	})
+	return h
+}
+
+func chmodTree(root string) {
+	_ = filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+}
+
+// start starts a session and remembers its token.
+func (h *harness) start(role string) broker.SessionInfo {
+	h.t.Helper()
+	si, err := h.b.StartSession(context.Background(), h.caller, broker.StartRequest{Role: role})
+	if err != nil {
+		h.t.Fatalf("start %s: %v", role, err)
+	}
+	h.token(si)
+	return si
+}
+
+// token reads the session's token from its dir.
+func (h *harness) token(si broker.SessionInfo) string {
+	h.t.Helper()
+	b, err := os.ReadFile(filepath.Join(si.Dir, vault.TokenFile))
+	if err != nil {
+		h.t.Fatalf("read token of %s: %v", si.ID, err)
+	}
+	h.mu.Lock()
+	h.tokens = append(h.tokens, string(b))
+	h.mu.Unlock()
+	return string(b)
+}
+
+// client returns a Vault client (direct, not through the proxy) with tok.
+func (h *harness) client(tok string) *api.Client {
+	c, err := h.srv.Client.Clone()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	c.SetToken(tok)
+	return c
+}
+
+// tokenValid asks Vault whether tok still authenticates.
+func (h *harness) tokenValid(tok string) bool {
+	_, err := h.client(tok).Auth().Token().LookupSelf()
+	var re *api.ResponseError
+	if err != nil && !(errors.As(err, &re) && re.StatusCode == 403) {
+		h.t.Fatalf("lookup-self: unexpected error %v", err)
+	}
+	return err == nil
+}
+
+// sessionTokens counts valid tokens in Vault that belong to any session.
+func (h *harness) sessionTokens() int {
+	h.t.Helper()
+	sec, err := h.srv.Client.Logical().List("auth/token/accessors")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	n := 0
+	for _, k := range sec.Data["keys"].([]any) {
+		ls, err := h.srv.Client.Auth().Token().LookupAccessor(k.(string))
+		if err != nil {
+			continue
+		}
+		if meta, _ := ls.Data["meta"].(map[string]any); meta != nil {
+			if s, _ := meta["credbroker_session"].(string); s != "" && s != leases.BrokerSessionID {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// assertNoLeaks greps every place that must never hold a secret.
+func (h *harness) assertNoLeaks() {
+	h.t.Helper()
+	places := map[string][]byte{"broker log": []byte(h.logs.String())}
+	for _, f := range []string{h.audit} {
+		b, _ := os.ReadFile(f)
+		places[filepath.Base(f)] = b
+	}
+	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(h.db), "leases.db*"))
+	for _, f := range matches {
+		b, _ := os.ReadFile(f)
+		places[filepath.Base(f)] = b
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.tokens) == 0 {
+		h.t.Fatal("no tokens were collected; the leak check would prove nothing")
+	}
+	for i, tok := range h.tokens {
+		for where, b := range places {
+			if bytes.Contains(b, []byte(tok)) {
+				h.t.Errorf("session token #%d appears in the %s", i, where) // never print the value
+			}
+		}
+	}
+}
+
