@@ -88,11 +88,17 @@ func waitLeaseGone(t *testing.T, h *harness, leaseID string) {
 func TestTTLExpiryRevokes(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	si, err := h.b.StartSession(ctx, h.caller, broker.StartRequest{Role: "agent-readonly", TTL: "1m"})
+	si, err := h.b.StartSession(ctx, h.caller, broker.StartRequest{Role: "agent-dev", TTL: "1m"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tok := h.token(si)
+	var cert string
+	for _, l := range si.Leases {
+		if l.Kind == vault.KindSecret {
+			cert = strings.TrimPrefix(l.ID, "vault/secret/")
+		}
+	}
 	h.b.Tick(ctx) // not expired yet: nothing happens
 	if !h.tokenValid(tok) {
 		t.Fatal("token revoked before the session's TTL ran out")
@@ -102,6 +108,7 @@ func TestTTLExpiryRevokes(t *testing.T) {
 	if h.tokenValid(tok) {
 		t.Fatal("token still valid after the session's TTL ran out")
 	}
+	waitLeaseGone(t, h, cert)
 	got, err := h.b.GetSession(ctx, si.ID)
 	if err != nil || got.State != string(leases.SessionEnded) || got.EndReason != "ttl expired" {
 		t.Fatalf("session after TTL: %+v, %v; want ended with reason ttl expired", got, err)
@@ -114,12 +121,19 @@ func TestTTLExpiryRevokes(t *testing.T) {
 func TestRevokeAllIncident(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	var toks []string
-	var dirs []string
+	var toks, dirs, certs []string
 	for _, r := range []string{"agent-readonly", "agent-dev", "agent-dev"} {
 		si := h.start(r)
 		toks = append(toks, h.token(si))
 		dirs = append(dirs, si.Dir)
+		for _, l := range si.Leases {
+			if l.Kind == vault.KindSecret {
+				certs = append(certs, strings.TrimPrefix(l.ID, "vault/secret/"))
+			}
+		}
+	}
+	if len(certs) != 2 {
+		t.Fatalf("want 2 PKI leases, got %d", len(certs))
 	}
 	rep, err := h.b.RevokeAll(ctx, h.caller, "test incident")
 	if err != nil {
@@ -135,6 +149,9 @@ func TestRevokeAllIncident(t *testing.T) {
 		if _, err := os.Stat(dirs[i]); !os.IsNotExist(err) {
 			t.Errorf("session dir %d still there after revoke --all", i)
 		}
+	}
+	for _, c := range certs {
+		waitLeaseGone(t, h, c)
 	}
 	if n := h.sessionTokens(); n != 0 {
 		t.Errorf("%d session tokens still valid in Vault", n)
