@@ -21,7 +21,7 @@ const (
 	EnvSessionDir = "CREDBROKER_SESSION_DIR"
 )
 
-// SessionDirRef, at the start of an env value, stands for the session dir
+// SessionDirRef is, at the start of an env value, a stand-in for the session dir
 // as the wrapper sees it; BuildEnv replaces it. Providers write for example
 // AWS_CONFIG_FILE=${CREDBROKER_SESSION_DIR}/aws/config.
 const SessionDirRef = "${" + EnvSessionDir + "}"

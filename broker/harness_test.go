@@ -201,7 +201,7 @@ func (h *harness) client(tok string) *api.Client {
 func (h *harness) tokenValid(tok string) bool {
 	_, err := h.client(tok).Auth().Token().LookupSelf()
 	var re *api.ResponseError
-	if err != nil && !(errors.As(err, &re) && re.StatusCode == 403) {
+	if err != nil && (!errors.As(err, &re) || re.StatusCode != 403) {
 		h.t.Fatalf("lookup-self: unexpected error %v", err)
 	}
 	return err == nil
@@ -255,4 +255,3 @@ func (h *harness) assertNoLeaks() {
 		}
 	}
 }
-

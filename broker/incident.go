@@ -24,12 +24,12 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 	if strings.TrimSpace(reason) == "" {
 		return RevokeReport{}, fmt.Errorf("%w: a reason is required (--reason \"...\"): it goes into the audit log", ErrBadRequest)
 	}
-	in, ok, err := b.store.GetIncident(ctx)
+	_, declared, err := b.store.GetIncident(ctx)
 	if err != nil {
 		return RevokeReport{}, fmt.Errorf("read incident lock: %w", err)
 	}
-	if !ok {
-		in = leases.Incident{Reason: reason, DeclaredAt: start, CallerUID: c.UID}
+	if !declared {
+		in := leases.Incident{Reason: reason, DeclaredAt: start, CallerUID: c.UID}
 		if err := b.store.SetIncident(ctx, in); err != nil {
 			return RevokeReport{}, fmt.Errorf("persist incident lock (nothing revoked yet): %w", err)
 		}

@@ -75,7 +75,8 @@ func Listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create socket dir: %w", err)
 	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+	d := net.Dialer{Timeout: time.Second}
+	if c, err := d.DialContext(context.Background(), "unix", path); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("another credbroker daemon is already serving %s", path)
 	}
@@ -83,7 +84,8 @@ func Listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
 	}
 	old := umask(0o177)
-	l, err := net.Listen("unix", path)
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "unix", path)
 	umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)

@@ -38,7 +38,9 @@ func runWithSession(ctx context.Context, g *globalOpts, c *broker.Client, si bro
 	if err != nil {
 		return fmt.Errorf("command %q: %w", argv[0], err)
 	}
-	cmd := exec.Command(path, argv[1:]...)
+	// Not CommandContext: on SIGINT/SIGTERM the child gets the signal and
+	// decides; it is not killed outright by our context.
+	cmd := exec.Command(path, argv[1:]...) //nolint:noctx // see above
 	cmd.Env = agentenv.BuildEnv(os.Environ(), loaded, nil)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = g.in, g.out, g.errOut
 	// Stop treating SIGINT/SIGTERM as "cancel": forward them to the child

@@ -20,7 +20,7 @@ func TestValueNeverPrints(t *testing.T) {
 	}
 	outs := map[string]string{
 		"%v":   fmt.Sprintf("%v", v),
-		"%s":   fmt.Sprintf("%s", v),
+		"%s":   fmt.Sprintf("%s", v), //nolint:staticcheck // the point is to go through fmt
 		"%+v":  fmt.Sprintf("%+v", struct{ V Value }{v}),
 		"%#v":  fmt.Sprintf("%#v", v),
 		"json": string(js),
