@@ -17,9 +17,12 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/credbroker ./cmd/credbroker
 
-## testbins: build the real servers the tests run against (Vault)
+## testbins: build the real servers the tests run against (Vault, MinIO)
+## and install the Debian clients and servers they use (see the script)
 testbins:
+	@scripts/install-deps.sh
 	@scripts/build-vault.sh >/dev/null
+	@scripts/build-minio.sh >/dev/null
 
 ## test: every test, integration tests against the real Vault included, under -race
 test: testbins vet

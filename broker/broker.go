@@ -111,12 +111,3 @@ func newSessionID() string {
 }
 
 func uidPtr(u int) *int { return &u }
-
-// roleProviders lists the providers a role names, in a fixed order.
-func roleProviders(r configs.Role) []string {
-	var ps []string
-	if r.Vault != nil {
-		ps = append(ps, "vault")
-	}
-	return ps
-}

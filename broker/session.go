@@ -105,7 +105,7 @@ func (b *Broker) checkStart(ctx context.Context, c Caller, req StartRequest) (co
 			return role, 0, 0, fmt.Errorf("%w: --uid %d is negative", ErrBadRequest, uid)
 		}
 	}
-	for _, p := range roleProviders(role) {
+	for _, p := range role.ProviderNames() {
 		if _, ok := b.provs.Get(p); !ok {
 			return role, 0, 0, fmt.Errorf("%w: role %s needs provider %s, which is not configured (add providers.%s to the config)", ErrBadRequest, role.Name, p, p)
 		}
@@ -123,7 +123,7 @@ func (b *Broker) checkStart(ctx context.Context, c Caller, req StartRequest) (co
 // bracketed by a write-ahead intent and recorded leases, so a crash at any
 // point leaves the reconciler something to settle.
 func (b *Broker) mintAll(ctx context.Context, s leases.Session, role configs.Role) ([]providers.Grant, error) {
-	names := roleProviders(role)
+	names := role.ProviderNames()
 	grants := make([]providers.Grant, len(names))
 	errs := make([]error, len(names))
 	ps := providers.Session{ID: s.ID, Role: s.Role, TTL: s.ExpiresAt.Sub(s.CreatedAt), ExpiresAt: s.ExpiresAt}

@@ -45,6 +45,7 @@ type Store struct {
 // Providers holds the broker's own connection to each backend.
 type Providers struct {
 	Vault *VaultProvider `yaml:"vault"`
+	AWS   *AWSProvider   `yaml:"aws"`
 }
 
 // VaultProvider is how the broker reaches and authenticates to Vault.
@@ -95,6 +96,21 @@ type Role struct {
 	MaxTTL Duration `yaml:"max_ttl"`
 	// Vault, when set, gives the session a Vault token and secrets.
 	Vault *VaultRole `yaml:"vault"`
+	// AWS, when set, gives the session temporary STS credentials.
+	AWS *AWSRole `yaml:"aws"`
+}
+
+// ProviderNames lists the providers a role uses, in a fixed order (the
+// order sessions mint them in and docs list them in).
+func (r Role) ProviderNames() []string {
+	var ps []string
+	if r.Vault != nil {
+		ps = append(ps, "vault")
+	}
+	if r.AWS != nil {
+		ps = append(ps, "aws")
+	}
+	return ps
 }
 
 // VaultRole is a role's Vault block.

@@ -38,6 +38,9 @@ func (c *Config) ApplyDefaults() {
 	if v := c.Providers.Vault; v != nil {
 		v.applyDefaults()
 	}
+	if a := c.Providers.AWS; a != nil {
+		a.applyDefaults()
+	}
 	for name, r := range c.Roles {
 		r.applyDefaults(name)
 		c.Roles[name] = r
@@ -94,6 +97,9 @@ func (r *Role) applyDefaults(name string) {
 	}
 	if r.MaxTTL == 0 {
 		r.MaxTTL = max(Duration(DefaultMaxTTL), r.TTL)
+	}
+	if r.AWS != nil {
+		r.AWS.applyDefaults()
 	}
 	if r.Vault != nil {
 		for i := range r.Vault.Secrets {

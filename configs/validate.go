@@ -30,6 +30,9 @@ func (c *Config) problems() problems {
 	if v := c.Providers.Vault; v != nil {
 		v.validate(&ps, fieldPath{"providers", "vault"})
 	}
+	if a := c.Providers.AWS; a != nil {
+		a.validate(&ps, fieldPath{"providers", "aws"})
+	}
 	c.validateRoles(&ps)
 	if v := c.Providers.Vault; v != nil {
 		c.validateEpoch(&ps, v)

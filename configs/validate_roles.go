@@ -35,16 +35,25 @@ func (c *Config) validateRoles(ps *problems) {
 				"%q is not a valid role name", name)
 		}
 		r.validateTTL(ps, p)
-		if r.Vault == nil {
-			ps.add(p, "add a vault block with the policies the session needs",
+		if len(r.ProviderNames()) == 0 {
+			ps.add(p, "add a provider block (vault, aws, ...) with what the session needs",
 				"the role grants nothing: it has no provider block")
 			continue
 		}
-		if c.Providers.Vault == nil {
-			ps.add(p.with("vault"), "add a providers.vault block with the broker's Vault address and login",
-				"the role uses vault but providers.vault is not configured")
+		if r.Vault != nil {
+			if c.Providers.Vault == nil {
+				ps.add(p.with("vault"), "add a providers.vault block with the broker's Vault address and login",
+					"the role uses vault but providers.vault is not configured")
+			}
+			r.Vault.validate(ps, p.with("vault"))
 		}
-		r.Vault.validate(ps, p.with("vault"))
+		if r.AWS != nil {
+			if c.Providers.AWS == nil {
+				ps.add(p.with("aws"), "add a providers.aws block with the broker's AWS identity and STS endpoint",
+					"the role uses aws but providers.aws is not configured")
+			}
+			r.AWS.validate(ps, p.with("aws"))
+		}
 	}
 }
 

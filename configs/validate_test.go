@@ -33,7 +33,7 @@ func TestValidateRules(t *testing.T) {
 		{"max_ttl over limit", vaultProv + "roles:\n  r:\n    max_ttl: 12h1m " + marker + "\n    vault:\n      policies: [p]\n",
 			"roles.r.max_ttl", "12h1m exceeds the 12h limit", "lower max_ttl"},
 		{"no provider block", vaultProv + "roles:\n  r: " + marker + "\n    description: nothing\n",
-			"roles.r", "the role grants nothing", "add a vault block"},
+			"roles.r", "the role grants nothing", "add a provider block"},
 		{"vault role without provider", "roles:\n  r:\n    vault: " + marker + "\n      policies: [p]\n",
 			"roles.r.vault", "providers.vault is not configured", "add a providers.vault block"},
 		{"no policies", vaultProv + "roles:\n  r:\n    vault:\n      policies: [] " + marker + "\n",
