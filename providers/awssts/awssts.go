@@ -1,0 +1,136 @@
+// Package awssts is the AWS provider: per-session temporary credentials from
+// STS AssumeRole, narrowed by a session policy and stamped with the session
+// id (SourceIdentity, session tags, RoleSessionName). STS credentials cannot
+// be deleted, so revocation is by policy (IAM) or by the server's own token
+// revocation (MinIO); see revoke.go.
+package awssts
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/providers"
+)
+
+// Name is the provider name in lease ids, config and audit records.
+const Name = "aws"
+
+// KindSTS is the lease kind of a session's STS credentials. One lease per
+// session: a refresh re-mints and updates it in place.
+const KindSTS = "sts"
+
+// Files the provider writes into the session dir.
+const (
+	ConfigFile      = "aws/config"
+	CredentialsFile = "aws/credentials"
+	ProcessFile     = "aws/credentials.json"
+)
+
+// Profiles written into aws/config: the default one refreshes itself
+// through credential_process; the static one is for tools that cannot run
+// a process.
+const (
+	Profile       = "credbroker"
+	StaticProfile = "credbroker-static"
+)
+
+// STSAPI is the part of the STS client the provider uses.
+type STSAPI interface {
+	AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, opts ...func(*sts.Options)) (*sts.AssumeRoleOutput, error)
+}
+
+// IAMAPI is the part of the IAM client the IAM revoker uses.
+type IAMAPI interface {
+	GetRolePolicy(ctx context.Context, in *iam.GetRolePolicyInput, opts ...func(*iam.Options)) (*iam.GetRolePolicyOutput, error)
+	PutRolePolicy(ctx context.Context, in *iam.PutRolePolicyInput, opts ...func(*iam.Options)) (*iam.PutRolePolicyOutput, error)
+}
+
+// revoker makes credentials of one session, or all, invalid.
+type revoker interface {
+	// revokeSession denies credentials of sessionID for role roleARN ("" means
+	// every configured role) that expire at or before until.
+	revokeSession(ctx context.Context, sessionID, roleARN string, until time.Time) error
+	revokeAll(ctx context.Context) error
+	// assumeOptions adds what the revoker needs to AssumeRole.
+	assumeOptions(sessionID string) []func(*sts.Options)
+}
+
+// Provider mints AWS credentials.
+type Provider struct {
+	cfg   configs.AWSProvider
+	roles map[string]configs.Role
+	aws   aws.Config
+	sts   STSAPI
+	rev   revoker
+	log   *slog.Logger
+	now   func() time.Time
+	mu    sync.Mutex // serialises revocation policy updates
+}
+
+var _ providers.Provider = (*Provider)(nil)
+
+// New builds the provider. The broker's own AWS identity comes from the
+// SDK's default chain (environment, profile, instance role ...).
+func New(ctx context.Context, cfg configs.AWSProvider, roles map[string]configs.Role, log *slog.Logger) (*Provider, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	opts := []func(*config.LoadOptions) error{config.WithRegion(cfg.Region)}
+	if cfg.Profile != "" {
+		opts = append(opts, config.WithSharedConfigProfile(cfg.Profile))
+	}
+	ac, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("aws: load the broker's AWS configuration: %w", err)
+	}
+	stsClient := sts.NewFromConfig(ac, func(o *sts.Options) {
+		if cfg.STSEndpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.STSEndpoint)
+		}
+	})
+	p := &Provider{cfg: cfg, roles: roles, aws: ac, sts: stsClient, log: log.With("provider", Name), now: time.Now}
+	switch cfg.Revocation {
+	case configs.RevokeMinIOTokens:
+		p.rev = &minioRevoker{endpoint: cfg.STSEndpoint, region: cfg.Region, creds: ac.Credentials, hc: httpClient(ac)}
+	default:
+		iamClient := iam.NewFromConfig(ac, func(o *iam.Options) {
+			if cfg.IAMEndpoint != "" {
+				o.BaseEndpoint = aws.String(cfg.IAMEndpoint)
+			}
+		})
+		p.rev = &iamRevoker{iam: iamClient, roles: roleARNs(roles), now: p.now, log: p.log}
+	}
+	return p, nil
+}
+
+// Name implements providers.Provider.
+func (p *Provider) Name() string { return Name }
+
+// Check verifies that the broker has AWS credentials at all.
+func (p *Provider) Check(ctx context.Context) error {
+	if _, err := p.aws.Credentials.Retrieve(ctx); err != nil {
+		return fmt.Errorf("aws: the broker has no AWS credentials (environment, profile or instance role): %w", err)
+	}
+	return nil
+}
+
+func roleARNs(roles map[string]configs.Role) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range roles {
+		if r.AWS != nil && !seen[r.AWS.RoleARN] {
+			seen[r.AWS.RoleARN] = true
+			out = append(out, r.AWS.RoleARN)
+		}
+	}
+	return out
+}

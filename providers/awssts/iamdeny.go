@@ -1,0 +1,232 @@
+package awssts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+)
+
+// PolicyName is the inline policy the broker keeps on every role it assumes.
+const PolicyName = "credbroker-revocations"
+
+// maxPolicyChars keeps the inline policy under IAM's 10,240-character
+// limit for a role's inline policies, with room for the role's others.
+const maxPolicyChars = 8192
+
+const (
+	sidSessionsPrefix = "CredbrokerRevokedUntil"
+	sidIssuedBefore   = "CredbrokerRevokeIssuedBefore"
+	sidTimeFormat     = "200601021504"
+)
+
+// iamRevoker revokes the way AWS's own "revoke active sessions" does: a
+// Deny-everything statement on the role, conditioned on the session's
+// aws:SourceIdentity (one session) or on aws:TokenIssueTime (all).
+// Statements for ended sessions are grouped by the 15-minute bucket their
+// credentials expire in and pruned once that time has passed.
+type iamRevoker struct {
+	iam   IAMAPI
+	roles []string // every role ARN the config assumes
+	now   func() time.Time
+	log   *slog.Logger
+}
+
+type policyDoc struct {
+	Version   string      `json:"Version"`
+	Statement []statement `json:"Statement"`
+}
+
+type statement struct {
+	Sid       string                    `json:"Sid"`
+	Effect    string                    `json:"Effect"`
+	Action    string                    `json:"Action"`
+	Resource  string                    `json:"Resource"`
+	Condition map[string]map[string]any `json:"Condition"`
+}
+
+func (r *iamRevoker) assumeOptions(string) []func(*sts.Options) { return nil }
+
+func (r *iamRevoker) revokeSession(ctx context.Context, sessionID, roleARN string, until time.Time) error {
+	targets := r.roles
+	if roleARN != "" {
+		targets = []string{roleARN}
+	}
+	for _, arn := range targets {
+		if err := r.update(ctx, arn, func(d *policyDoc) { addSession(d, sessionID, until) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *iamRevoker) revokeAll(ctx context.Context) error {
+	cut := r.now().UTC()
+	var errs []error
+	for _, arn := range r.roles {
+		if err := r.update(ctx, arn, func(d *policyDoc) { setIssuedBefore(d, cut) }); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// update reads the role's revocation policy, applies change, prunes what
+// expired, and writes it back; when it would overflow, it falls back to a
+// TokenIssueTime cut-off, which also denies the role's live sessions.
+func (r *iamRevoker) update(ctx context.Context, roleARN string, change func(*policyDoc)) error {
+	name, err := roleName(roleARN)
+	if err != nil {
+		return err
+	}
+	doc, err := r.get(ctx, name)
+	if err != nil {
+		return err
+	}
+	change(doc)
+	prune(doc, r.now())
+	b, _ := json.Marshal(doc)
+	if len(b) > maxPolicyChars {
+		r.log.Warn("revocation policy full: falling back to a TokenIssueTime cut-off; live sessions of this role are denied too",
+			"role", roleARN, "chars", len(b))
+		kept := doc.Statement[:0]
+		for _, s := range doc.Statement {
+			if !strings.HasPrefix(s.Sid, sidSessionsPrefix) {
+				kept = append(kept, s)
+			}
+		}
+		doc.Statement = kept
+		setIssuedBefore(doc, r.now().UTC())
+		b, _ = json.Marshal(doc)
+	}
+	_, err = r.iam.PutRolePolicy(ctx, &iam.PutRolePolicyInput{
+		RoleName: aws.String(name), PolicyName: aws.String(PolicyName), PolicyDocument: aws.String(string(b)),
+	})
+	if err != nil {
+		return fmt.Errorf("iam put role policy %s on %s: %w", PolicyName, name, describe(err))
+	}
+	return nil
+}
+
+func (r *iamRevoker) get(ctx context.Context, role string) (*policyDoc, error) {
+	out, err := r.iam.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String(PolicyName)})
+	var nse *iamtypes.NoSuchEntityException
+	if errors.As(err, &nse) {
+		return &policyDoc{Version: "2012-10-17"}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("iam get role policy %s on %s: %w", PolicyName, role, describe(err))
+	}
+	raw, err := url.QueryUnescape(aws.ToString(out.PolicyDocument)) // IAM returns it URL-encoded
+	if err != nil {
+		return nil, fmt.Errorf("iam policy %s on %s: %w", PolicyName, role, err)
+	}
+	var d policyDoc
+	if err := json.Unmarshal([]byte(raw), &d); err != nil {
+		return nil, fmt.Errorf("iam policy %s on %s is not credbroker's JSON: %w", PolicyName, role, err)
+	}
+	return &d, nil
+}
+
+func denyStatement(sid, op, key string, v any) statement {
+	return statement{Sid: sid, Effect: "Deny", Action: "*", Resource: "*",
+		Condition: map[string]map[string]any{op: {key: v}}}
+}
+
+// addSession adds sessionID to the statement of the bucket its credentials
+// expire in (rounded up to 15 minutes).
+func addSession(d *policyDoc, sessionID string, until time.Time) {
+	bucket := until.UTC().Truncate(15 * time.Minute).Add(15 * time.Minute)
+	sid := sidSessionsPrefix + bucket.Format(sidTimeFormat)
+	for i, s := range d.Statement {
+		if s.Sid != sid {
+			continue
+		}
+		ids := sourceIdentities(s)
+		for _, id := range ids {
+			if id == sessionID {
+				return
+			}
+		}
+		ids = append(ids, sessionID)
+		sort.Strings(ids)
+		d.Statement[i] = denyStatement(sid, "StringEquals", "aws:SourceIdentity", ids)
+		return
+	}
+	d.Statement = append(d.Statement, denyStatement(sid, "StringEquals", "aws:SourceIdentity", []string{sessionID}))
+}
+
+func sourceIdentities(s statement) []string {
+	var ids []string
+	switch v := s.Condition["StringEquals"]["aws:SourceIdentity"].(type) {
+	case []any:
+		for _, x := range v {
+			if str, ok := x.(string); ok {
+				ids = append(ids, str)
+			}
+		}
+	case []string:
+		ids = append(ids, v...)
+	case string:
+		ids = append(ids, v)
+	}
+	return ids
+}
+
+// setIssuedBefore denies every credential issued before cut (only moving
+// the cut-off forward).
+func setIssuedBefore(d *policyDoc, cut time.Time) {
+	st := denyStatement(sidIssuedBefore, "DateLessThan", "aws:TokenIssueTime", cut.Format(time.RFC3339))
+	for i, s := range d.Statement {
+		if s.Sid == sidIssuedBefore {
+			if old, _ := s.Condition["DateLessThan"]["aws:TokenIssueTime"].(string); old > st.Condition["DateLessThan"]["aws:TokenIssueTime"].(string) {
+				return
+			}
+			d.Statement[i] = st
+			return
+		}
+	}
+	d.Statement = append(d.Statement, st)
+}
+
+// prune drops session buckets whose credentials have all expired, and the
+// issued-before cut-off once every credential issued before it has expired
+// (12 h, STS's longest).
+func prune(d *policyDoc, now time.Time) {
+	kept := d.Statement[:0]
+	for _, s := range d.Statement {
+		switch {
+		case strings.HasPrefix(s.Sid, sidSessionsPrefix):
+			t, err := time.Parse(sidTimeFormat, strings.TrimPrefix(s.Sid, sidSessionsPrefix))
+			if err == nil && t.Before(now) {
+				continue
+			}
+		case s.Sid == sidIssuedBefore:
+			v, _ := s.Condition["DateLessThan"]["aws:TokenIssueTime"].(string)
+			if t, err := time.Parse(time.RFC3339, v); err == nil && t.Add(12*time.Hour).Before(now) {
+				continue
+			}
+		}
+		kept = append(kept, s)
+	}
+	d.Statement = kept
+}
+
+// roleName is the IAM role name in an ARN (arn:aws:iam::123:role/path/name).
+func roleName(arn string) (string, error) {
+	_, rest, ok := strings.Cut(arn, ":role/")
+	if !ok || rest == "" {
+		return "", fmt.Errorf("%q is not an IAM role ARN", arn)
+	}
+	return rest[strings.LastIndex(rest, "/")+1:], nil
+}

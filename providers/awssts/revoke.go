@@ -1,0 +1,52 @@
+package awssts
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/credbroker/credbroker/leases"
+)
+
+// Revoke makes every credential of the lease's session invalid: all of a
+// session's keys (first mint and refreshes) share its session id, which is
+// what the revocation keys on. Idempotent.
+func (p *Provider) Revoke(ctx context.Context, l leases.Lease) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	until := l.ExpiresAt
+	if until.IsZero() {
+		until = p.now().Add(12 * time.Hour) // unknown: the longest STS allows
+	}
+	if err := p.rev.revokeSession(ctx, l.SessionID, l.Data["role_arn"], until); err != nil {
+		return fmt.Errorf("aws: revoke session %s: %w", l.SessionID, err)
+	}
+	return nil
+}
+
+// RevokeAll makes every credential the broker issued invalid: one call per
+// assumed role (IAM) or one call in all (MinIO).
+func (p *Provider) RevokeAll(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.rev.revokeAll(ctx); err != nil {
+		return fmt.Errorf("aws: revoke all: %w", err)
+	}
+	return nil
+}
+
+// FindOrphans cannot list STS credentials (no such API), but it does not
+// need to: revocation keys on the session id, so a lease for the session
+// revokes whatever a crashed mint may have issued, and revoking nothing is
+// harmless.
+func (p *Provider) FindOrphans(_ context.Context, sessionID string, known []leases.Lease) ([]leases.Lease, error) {
+	for _, l := range known {
+		if l.Provider == Name {
+			return nil, nil
+		}
+	}
+	return []leases.Lease{{
+		ID: leaseID(sessionID), SessionID: sessionID, Provider: Name, Kind: KindSTS,
+		IssuedAt: p.now(), State: leases.LeaseRevokePending, Data: map[string]string{},
+	}}, nil
+}
