@@ -103,6 +103,9 @@ func New(ctx context.Context, cfg configs.AWSProvider, roles map[string]configs.
 		p.rev = &minioRevoker{endpoint: cfg.STSEndpoint, region: cfg.Region, creds: ac.Credentials, hc: httpClient(ac)}
 	default:
 		iamClient := iam.NewFromConfig(ac, func(o *iam.Options) {
+			// IAM is a global service signed for us-east-1 in the aws
+			// partition, whatever region the broker's sessions use.
+			o.Region = "us-east-1"
 			if cfg.IAMEndpoint != "" {
 				o.BaseEndpoint = aws.String(cfg.IAMEndpoint)
 			}

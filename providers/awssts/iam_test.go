@@ -1,0 +1,197 @@
+package awssts_test
+
+// No IAM server can be had on this machine: these tests check the IAM
+// revocation requests (actions, role names, policy documents, SigV4
+// signatures) against iamtest, a local endpoint that verifies them. The
+// path is protocol-tested, not run against AWS.
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/leases"
+	"github.com/credbroker/credbroker/providers/awssts"
+	"github.com/credbroker/credbroker/providers/awssts/iamtest"
+)
+
+const (
+	brokerKeyID  = "AKIACREDBROKERTEST"
+	brokerSecret = "credbroker-test-secret-key"
+)
+
+func newIAMProvider(t *testing.T, roles map[string]configs.Role) (*awssts.Provider, *iamtest.Server) {
+	t.Helper()
+	srv := iamtest.Start(t, aws.Credentials{AccessKeyID: brokerKeyID, SecretAccessKey: brokerSecret}, "agent-readonly", "agent-dev")
+	t.Setenv("AWS_ACCESS_KEY_ID", brokerKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", brokerSecret)
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	p, err := awssts.New(context.Background(), configs.AWSProvider{
+		Region: "eu-west-1", IAMEndpoint: srv.URL, STSEndpoint: "http://127.0.0.1:1", Revocation: configs.RevokeIAMDenyPolicy,
+	}, roles, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, srv
+}
+
+var iamRoles = map[string]configs.Role{
+	"agent-readonly": {Name: "agent-readonly", AWS: &configs.AWSRole{RoleARN: "arn:aws:iam::123456789012:role/agent-readonly"}},
+	"agent-dev":      {Name: "agent-dev", AWS: &configs.AWSRole{RoleARN: "arn:aws:iam::123456789012:role/team/agent-dev"}},
+}
+
+type doc struct {
+	Version   string
+	Statement []struct {
+		Sid, Effect, Action, Resource string
+		Condition                     map[string]map[string]any
+	}
+}
+
+func policyOf(t *testing.T, srv *iamtest.Server, role string) doc {
+	t.Helper()
+	raw, ok := srv.Policy(role, awssts.PolicyName)
+	if !ok {
+		t.Fatalf("no %s policy on role %s", awssts.PolicyName, role)
+	}
+	var d doc
+	if err := json.Unmarshal([]byte(raw), &d); err != nil {
+		t.Fatalf("policy on %s is not JSON: %v", role, err)
+	}
+	return d
+}
+
+func TestIAMRevokeSessionDeniesSourceIdentity(t *testing.T) {
+	p, srv := newIAMProvider(t, iamRoles)
+	ctx := context.Background()
+	exp := time.Now().Add(40 * time.Minute)
+	for _, sid := range []string{"s-one", "s-two", "s-one"} {
+		l := leases.Lease{ID: "aws/sts/" + sid, SessionID: sid, Provider: "aws", Kind: awssts.KindSTS, ExpiresAt: exp,
+			Data: map[string]string{"role": "agent-readonly", "role_arn": iamRoles["agent-readonly"].AWS.RoleARN}}
+		if err := p.Revoke(ctx, l); err != nil {
+			t.Fatalf("revoke %s: %v", sid, err)
+		}
+	}
+	d := policyOf(t, srv, "agent-readonly")
+	if d.Version != "2012-10-17" || len(d.Statement) != 1 {
+		t.Fatalf("policy = %+v; want one statement", d)
+	}
+	st := d.Statement[0]
+	if st.Effect != "Deny" || st.Action != "*" || st.Resource != "*" || !strings.HasPrefix(st.Sid, "CredbrokerRevokedUntil") {
+		t.Errorf("statement = %+v; want a Deny * * for revoked sessions", st)
+	}
+	ids, _ := st.Condition["StringEquals"]["aws:SourceIdentity"].([]any)
+	if len(ids) != 2 || ids[0] != "s-one" || ids[1] != "s-two" {
+		t.Errorf("denied source identities = %v, want [s-one s-two] once each", ids)
+	}
+	if _, ok := srv.Policy("agent-dev", awssts.PolicyName); ok {
+		t.Error("a session of agent-readonly touched agent-dev's policy")
+	}
+	for _, c := range srv.Calls {
+		if c.RoleName != "agent-readonly" || c.PolicyName != awssts.PolicyName {
+			t.Errorf("call %+v: wrong role or policy name", c)
+		}
+	}
+}
+
+func TestIAMRevokeAllDeniesTokensIssuedBefore(t *testing.T) {
+	p, srv := newIAMProvider(t, iamRoles)
+	before := time.Now().UTC().Add(-time.Second)
+	if err := p.RevokeAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range []string{"agent-readonly", "agent-dev"} { // agent-dev has a path: team/agent-dev
+		d := policyOf(t, srv, role)
+		if len(d.Statement) != 1 || d.Statement[0].Sid != "CredbrokerRevokeIssuedBefore" {
+			t.Fatalf("%s policy = %+v; want the issued-before statement", role, d)
+		}
+		v, _ := d.Statement[0].Condition["DateLessThan"]["aws:TokenIssueTime"].(string)
+		cut, err := time.Parse(time.RFC3339, v)
+		if err != nil || cut.Before(before.Truncate(time.Second)) || cut.After(time.Now().Add(time.Second)) {
+			t.Errorf("%s: TokenIssueTime cut-off %q, want about now", role, v)
+		}
+	}
+}
+
+// TestIAMOrphanRevokesOnEveryRole: after a crash the role of an unrecorded
+// mint is unknown, so the deny goes on every configured role.
+func TestIAMOrphanRevokesOnEveryRole(t *testing.T) {
+	p, srv := newIAMProvider(t, iamRoles)
+	ctx := context.Background()
+	orphans, err := p.FindOrphans(ctx, "s-crashed", nil)
+	if err != nil || len(orphans) != 1 {
+		t.Fatalf("find orphans = %v, %v; want one session lease", orphans, err)
+	}
+	if err := p.Revoke(ctx, orphans[0]); err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range []string{"agent-readonly", "agent-dev"} {
+		if !strings.Contains(mustPolicy(t, srv, role), `"s-crashed"`) {
+			t.Errorf("orphan not denied on %s", role)
+		}
+	}
+}
+
+func mustPolicy(t *testing.T, srv *iamtest.Server, role string) string {
+	t.Helper()
+	raw, ok := srv.Policy(role, awssts.PolicyName)
+	if !ok {
+		t.Fatalf("no policy on %s", role)
+	}
+	return raw
+}
+
+// TestIAMPolicyOverflowFallsBack: when the deny list would pass the size
+// limit, the broker replaces it with a TokenIssueTime cut-off.
+func TestIAMPolicyOverflowFallsBack(t *testing.T) {
+	p, srv := newIAMProvider(t, iamRoles)
+	ctx := context.Background()
+	exp := time.Now().Add(30 * time.Minute)
+	for i := range 600 {
+		sid := "s-" + strings.Repeat("x", 10) + string(rune('a'+i%26)) + string(rune('a'+i/26%26))
+		l := leases.Lease{SessionID: sid, ExpiresAt: exp, Data: map[string]string{"role_arn": iamRoles["agent-dev"].AWS.RoleARN}}
+		if err := p.Revoke(ctx, l); err != nil {
+			t.Fatalf("revoke #%d: %v", i, err)
+		}
+	}
+	raw := mustPolicy(t, srv, "agent-dev")
+	if len(raw) > 10240 {
+		t.Fatalf("policy grew to %d characters", len(raw))
+	}
+	if !strings.Contains(raw, "CredbrokerRevokeIssuedBefore") {
+		t.Fatal("overflow did not fall back to a TokenIssueTime cut-off")
+	}
+}
+
+// TestIAMStandInRejectsBadSignature shows the stand-in really checks SigV4:
+// a broker holding the wrong secret key is refused.
+func TestIAMStandInRejectsBadSignature(t *testing.T) {
+	_, srv := newIAMProvider(t, iamRoles)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "not-the-right-key")
+	p, err := awssts.New(context.Background(), configs.AWSProvider{
+		Region: "eu-west-1", IAMEndpoint: srv.URL, Revocation: configs.RevokeIAMDenyPolicy,
+	}, iamRoles, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.RevokeAll(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "SignatureDoesNotMatch") {
+		t.Fatalf("revoke all with a wrong key: %v; want SignatureDoesNotMatch", err)
+	}
+	if f := srv.TakeFailures(); len(f) == 0 {
+		t.Fatal("the stand-in recorded no refusal")
+	}
+	if strings.Contains(err.Error(), "not-the-right-key") {
+		t.Fatal("the error contains the secret key")
+	}
+}
