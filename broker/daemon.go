@@ -58,7 +58,7 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 	w := &agentenv.Writer{Root: filepath.Join(cfg.Broker.RuntimeDir, "sessions"), AllowDisk: o.AllowDisk, Logger: log}
 	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Logger: log, Hooks: o.Hooks})
 
-	l, err := Listen(cfg.Broker.Socket)
+	l, err := Listen(cfg.Broker.Socket, len(cfg.Broker.AllowedUIDs) > 0)
 	if err != nil {
 		return err
 	}

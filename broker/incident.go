@@ -43,13 +43,17 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 		return RevokeReport{}, fmt.Errorf("list sessions: %w", err)
 	}
 	// Wipe every session dir first: the sandboxes lose their files at once.
+	// Under the session lock, so a start still writing its dir finishes
+	// first and its dir is wiped too.
 	for _, s := range sessions {
+		unlock := b.lock(s.ID)
 		_ = b.env.MarkRevoked(s.ID)
 		if err := b.env.Remove(s.ID); err != nil {
 			b.log.Error("remove session dir", "session", s.ID, "err", err)
 		}
+		unlock()
 	}
-	rep := RevokeReport{Reason: reason, Incident: true, Sessions: len(sessions)}
+	rep := RevokeReport{Reason: reason, Incident: true, Sessions: len(sessions), Pending: []LeaseInfo{}}
 	all, err := b.store.ListLeases(ctx, "")
 	if err != nil {
 		return rep, fmt.Errorf("list leases: %w", err)
@@ -143,14 +147,6 @@ func (b *Broker) finishSessions(ctx context.Context, ss []leases.Session, reason
 		}
 		unlock()
 	}
-}
-
-// RevokeSession ends one session (credbroker revoke SESSION_ID).
-func (b *Broker) RevokeSession(ctx context.Context, c Caller, id, reason string) (SessionInfo, error) {
-	if reason == "" {
-		reason = "revoked"
-	}
-	return b.EndSession(ctx, c, id, reason)
 }
 
 // ClearIncident lifts the incident lock.

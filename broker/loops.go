@@ -12,8 +12,17 @@ import (
 	"github.com/credbroker/credbroker/providers"
 )
 
+// staleIntent is how old an intent must be before the loop treats it as a
+// crash's leftover; a session start takes seconds at most.
+const staleIntent = 5 * time.Minute
+
 // Tick runs one round of the background work.
 func (b *Broker) Tick(ctx context.Context) {
+	// Intents older than any start can take were left by a reconcile that
+	// failed (a server was down at start-up): retry them.
+	if _, errs := b.settleIntents(ctx, b.now().Add(-staleIntent)); len(errs) > 0 {
+		b.log.Warn("settle stale intents", "err", errors.Join(errs...))
+	}
 	b.reap(ctx)
 	b.retryPending(ctx)
 	b.refresh(ctx)
@@ -24,28 +33,7 @@ func (b *Broker) Tick(ctx context.Context) {
 // revoked; a session whose start was interrupted is ended. Sessions whose
 // dirs vanished (tmpfs cleared by a reboot) are ended too.
 func (b *Broker) Reconcile(ctx context.Context) error {
-	intents, err := b.store.ListIntents(ctx)
-	if err != nil {
-		return fmt.Errorf("list intents: %w", err)
-	}
-	var errs []error
-	interrupted := map[string]bool{}
-	for _, in := range intents {
-		if err := b.settleIntent(ctx, in); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if in.SessionID != leases.BrokerSessionID {
-			interrupted[in.SessionID] = true
-		}
-	}
-	for id := range interrupted {
-		unlock := b.lock(id)
-		if err := b.endLocked(ctx, id, "start interrupted by a broker crash"); err != nil {
-			errs = append(errs, err)
-		}
-		unlock()
-	}
+	interrupted, errs := b.settleIntents(ctx, time.Time{})
 	active, err := b.store.ListSessions(ctx, leases.SessionFilter{States: []leases.SessionState{leases.SessionActive}})
 	if err != nil {
 		return errors.Join(append(errs, err)...)
@@ -66,6 +54,39 @@ func (b *Broker) Reconcile(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// settleIntents settles intents created before cutoff (zero: all) and ends
+// the sessions whose start they interrupted. At start-up every intent is a
+// crash's leftover; later, only old ones are (a start in progress holds a
+// fresh one).
+func (b *Broker) settleIntents(ctx context.Context, cutoff time.Time) (map[string]bool, []error) {
+	intents, err := b.store.ListIntents(ctx)
+	if err != nil {
+		return nil, []error{fmt.Errorf("list intents: %w", err)}
+	}
+	var errs []error
+	interrupted := map[string]bool{}
+	for _, in := range intents {
+		if !cutoff.IsZero() && !in.CreatedAt.Before(cutoff) {
+			continue
+		}
+		if err := b.settleIntent(ctx, in); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if in.SessionID != leases.BrokerSessionID {
+			interrupted[in.SessionID] = true
+		}
+	}
+	for id := range interrupted {
+		unlock := b.lock(id)
+		if err := b.endLocked(ctx, id, "start interrupted by a broker crash"); err != nil {
+			errs = append(errs, err)
+		}
+		unlock()
+	}
+	return interrupted, errs
 }
 
 func (b *Broker) settleIntent(ctx context.Context, in leases.Intent) error {

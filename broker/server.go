@@ -70,8 +70,10 @@ func NewServer(b *Broker, allowed []int, log *slog.Logger) *Server {
 
 // Listen opens the socket at path: a live daemon already there is an error,
 // a stale socket file is removed; the socket is created with mode 0600 in a
-// 0700 directory.
-func Listen(path string) (net.Listener, error) {
+// 0700 directory. With shared (broker.allowed_uids set), the socket is 0666
+// and its directory 0711 so other users can connect at all; every request's
+// peer uid is then checked against allowed_uids (SO_PEERCRED).
+func Listen(path string, shared bool) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create socket dir: %w", err)
 	}
@@ -90,7 +92,15 @@ func Listen(path string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	mode := os.FileMode(0o600)
+	if shared {
+		mode = 0o666
+		if err := os.Chmod(filepath.Dir(path), 0o711); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("chmod socket dir: %w", err)
+		}
+	}
+	if err := os.Chmod(path, mode); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("chmod socket: %w", err)
 	}

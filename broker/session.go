@@ -134,9 +134,9 @@ func (b *Broker) mintAll(ctx context.Context, s leases.Session, role configs.Rol
 	}
 	wg.Wait()
 	var failed []string
-	for i, err := range errs {
+	for _, err := range errs {
 		if err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", names[i], err))
+			failed = append(failed, err.Error()) // provider errors name their provider
 		}
 	}
 	if len(failed) > 0 {
@@ -220,6 +220,9 @@ func (b *Broker) EndSession(ctx context.Context, c Caller, id, reason string) (S
 	}
 	if reason == "" {
 		reason = fmt.Sprintf("ended by uid %d", c.UID)
+	}
+	if s.State == leases.SessionEnded {
+		return sessionInfo(s, nil), nil // already over: nothing to do, nothing to audit
 	}
 	err = b.endLocked(ctx, id, reason)
 	s, _ = b.store.GetSession(ctx, id)

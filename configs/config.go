@@ -46,6 +46,7 @@ type Store struct {
 type Providers struct {
 	Vault *VaultProvider `yaml:"vault"`
 	AWS   *AWSProvider   `yaml:"aws"`
+	Kube  *KubeProvider  `yaml:"kube"`
 }
 
 // VaultProvider is how the broker reaches and authenticates to Vault.
@@ -98,6 +99,9 @@ type Role struct {
 	Vault *VaultRole `yaml:"vault"`
 	// AWS, when set, gives the session temporary STS credentials.
 	AWS *AWSRole `yaml:"aws"`
+	// Kube, when set, gives the session a Kubernetes service account and
+	// a kubeconfig with its short-lived token.
+	Kube *KubeRole `yaml:"kube"`
 }
 
 // ProviderNames lists the providers a role uses, in a fixed order (the
@@ -109,6 +113,9 @@ func (r Role) ProviderNames() []string {
 	}
 	if r.AWS != nil {
 		ps = append(ps, "aws")
+	}
+	if r.Kube != nil {
+		ps = append(ps, "kube")
 	}
 	return ps
 }

@@ -41,6 +41,9 @@ func (c *Config) ApplyDefaults() {
 	if a := c.Providers.AWS; a != nil {
 		a.applyDefaults()
 	}
+	if k := c.Providers.Kube; k != nil {
+		k.applyDefaults()
+	}
 	for name, r := range c.Roles {
 		r.applyDefaults(name)
 		c.Roles[name] = r
@@ -100,6 +103,9 @@ func (r *Role) applyDefaults(name string) {
 	}
 	if r.AWS != nil {
 		r.AWS.applyDefaults()
+	}
+	if r.Kube != nil {
+		r.Kube.applyDefaults()
 	}
 	if r.Vault != nil {
 		for i := range r.Vault.Secrets {

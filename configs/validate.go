@@ -10,6 +10,11 @@ import (
 // must expire on its own within a working day.
 const MaxRoleTTL = 12 * time.Hour
 
+// EpochMargin is how much longer than a session the Vault epoch token must
+// still live when the session starts (else a new epoch is created): a
+// child token is revoked when its parent expires.
+const EpochMargin = 5 * time.Minute
+
 // Validate checks the config after ApplyDefaults. It returns every problem
 // at once, joined with errors.Join; each is a *FieldError naming the field
 // and the fix but no line (Load adds the file and line).
@@ -32,6 +37,9 @@ func (c *Config) problems() problems {
 	}
 	if a := c.Providers.AWS; a != nil {
 		a.validate(&ps, fieldPath{"providers", "aws"})
+	}
+	if k := c.Providers.Kube; k != nil {
+		k.validate(&ps, fieldPath{"providers", "kube"})
 	}
 	c.validateRoles(&ps)
 	if v := c.Providers.Vault; v != nil {

@@ -54,6 +54,13 @@ func (c *Config) validateRoles(ps *problems) {
 			}
 			r.AWS.validate(ps, p.with("aws"))
 		}
+		if r.Kube != nil {
+			if c.Providers.Kube == nil {
+				ps.add(p.with("kube"), "add a providers.kube block with the broker's kubeconfig",
+					"the role uses kube but providers.kube is not configured")
+			}
+			r.Kube.validate(ps, p.with("kube"))
+		}
 	}
 }
 

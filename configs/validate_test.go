@@ -81,7 +81,7 @@ func TestValidateRules(t *testing.T) {
 		{"approle mount slash", vaultProv + "    auth:\n      approle:\n        mount: /approle/ " + marker + "\n        role_id: abc\n        secret_id_env: S\n" + roleR,
 			"providers.vault.auth.approle.mount", "leading or trailing slash", `"approle"`},
 		{"epoch_ttl too short", vaultProv + "    epoch_ttl: 2h " + marker + "\nroles:\n  r:\n    ttl: 1h\n    max_ttl: 2h\n    vault:\n      policies: [p]\n",
-			"providers.vault.epoch_ttl", "not longer than role r's max_ttl 2h; session tokens are children of the epoch token", "raise epoch_ttl above 2h"},
+			"providers.vault.epoch_ttl", "not longer than role r's max_ttl 2h plus 5m; session tokens are children of the epoch token", "raise epoch_ttl above 2h"},
 		{"epoch_ttl not positive", vaultProv + "    epoch_ttl: -1h " + marker + "\n" + roleR,
 			"providers.vault.epoch_ttl", "-1h is not positive", "positive duration"},
 		{"allowed_uids negative", "broker:\n  allowed_uids:\n    - 1000\n    - -1 " + marker + "\n" + vaultProv + roleR,

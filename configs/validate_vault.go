@@ -99,10 +99,10 @@ func (c *Config) validateEpoch(ps *problems, v *VaultProvider) {
 			longest, longestRole = r.MaxTTL, name
 		}
 	}
-	if longestRole != "" && v.EpochTTL <= longest {
+	if need := longest + Duration(EpochMargin); longestRole != "" && v.EpochTTL <= need {
 		ps.add(fieldPath{"providers", "vault", "epoch_ttl"},
-			fmt.Sprintf("raise epoch_ttl above %s or lower that role's max_ttl", longest),
-			"%s is not longer than role %s's max_ttl %s; session tokens are children of the epoch token and would die with it",
-			v.EpochTTL, longestRole, longest)
+			fmt.Sprintf("raise epoch_ttl above %s (max_ttl plus the %s rotation margin) or lower that role's max_ttl", need, Duration(EpochMargin)),
+			"%s is not longer than role %s's max_ttl %s plus %s; session tokens are children of the epoch token and would die with it",
+			v.EpochTTL, longestRole, longest, Duration(EpochMargin))
 	}
 }

@@ -5,11 +5,12 @@
 #   kubernetes-client kubectl, a client credbroker did not write
 # Only what is missing is installed; needs root (or sudo) and Debian's apt.
 set -euo pipefail
-want=(awscli etcd-server kubernetes-client)
 missing=()
-for p in "${want[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
+# The official AWS CLI as Debian ships it (/usr/bin/aws), not a pip copy.
+dpkg -s awscli >/dev/null 2>&1 || missing+=(awscli)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+# Any kubectl will do (some images ship one from another package).
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${missing[*]}" >&2
 SUDO=""

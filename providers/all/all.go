@@ -9,6 +9,7 @@ import (
 	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers"
+	"github.com/credbroker/credbroker/providers/awssts"
 	"github.com/credbroker/credbroker/providers/vault"
 )
 
@@ -25,6 +26,16 @@ func Build(ctx context.Context, cfg *configs.Config, ledger leases.Store, log *s
 		}
 		if err := p.Check(ctx); err != nil {
 			log.Warn("vault is not ready; sessions that need it will fail until it is", "err", err)
+		}
+		reg.Register(p)
+	}
+	if cfg.Providers.AWS != nil {
+		p, err := awssts.New(ctx, *cfg.Providers.AWS, cfg.Roles, log)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.Check(ctx); err != nil {
+			log.Warn("aws is not ready; sessions that need it will fail until it is", "err", err)
 		}
 		reg.Register(p)
 	}

@@ -8,13 +8,10 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/internal/secret"
 	"github.com/credbroker/credbroker/leases"
 )
-
-// epochMargin is how much longer than the session an epoch must still live:
-// a child token is revoked when its parent expires.
-const epochMargin = 5 * time.Minute
 
 // epochClient returns a client authenticated with an epoch token that will
 // outlive a session of ttl, creating a new epoch when needed. Session tokens
@@ -23,7 +20,7 @@ const epochMargin = 5 * time.Minute
 func (p *Provider) epochClient(ctx context.Context, ttl time.Duration) (*api.Client, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.epoch == nil || p.epoch.expiresAt.Sub(p.now()) < ttl+epochMargin {
+	if p.epoch == nil || p.epoch.expiresAt.Sub(p.now()) < ttl+configs.EpochMargin {
 		e, err := p.newEpoch(ctx)
 		if err != nil {
 			return nil, err
@@ -36,6 +33,18 @@ func (p *Provider) epochClient(ctx context.Context, ttl time.Duration) (*api.Cli
 	}
 	c.SetToken(p.epoch.token.Reveal())
 	return c, nil
+}
+
+// dropEpoch forgets the current epoch if it is still the one with token tok,
+// so the next epochClient call creates a new one.
+func (p *Provider) dropEpoch(tok string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.epoch == nil || p.epoch.token.Reveal() != tok {
+		return false
+	}
+	p.epoch = nil
+	return true
 }
 
 // newEpoch creates an epoch token, recording an intent before and the lease
@@ -57,10 +66,15 @@ func (p *Provider) newEpoch(ctx context.Context) (*epoch, error) {
 		Metadata:    map[string]string{metaSession: leases.BrokerSessionID, metaRole: "epoch"},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("vault: create epoch token: %w", describe(err))
+		// Vault answered with an error: nothing was created, so the intent
+		// would only cost the reconciler a scan. (A timeout keeps it.)
+		if isStatus(err, 400, 403, 404) {
+			_ = p.ledger.DeleteIntent(ctx, intent.ID)
+		}
+		return nil, fmt.Errorf("create epoch token: %w", describe(err))
 	}
 	if sec == nil || sec.Auth == nil {
-		return nil, fmt.Errorf("vault: create epoch token: empty answer")
+		return nil, fmt.Errorf("create epoch token: empty answer")
 	}
 	now := p.now()
 	e := &epoch{

@@ -26,24 +26,15 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 	if s.TTL > 0 {
 		ttl = s.TTL
 	}
-	ec, err := p.epochClient(ctx, ttl)
+	sec, err := p.createSessionToken(ctx, s, role, ttl)
 	if err != nil {
 		return providers.Grant{}, err
 	}
-	renewable := true
-	sec, err := ec.Auth().Token().CreateWithRoleWithContext(ctx, &api.TokenCreateRequest{
-		Policies:       role.Vault.Policies,
-		TTL:            ttl.Round(time.Second).String(),
-		ExplicitMaxTTL: ttl.Round(time.Second).String(),
-		DisplayName:    "credbroker-" + s.ID,
-		Metadata:       map[string]string{metaSession: s.ID, metaRole: role.Name},
-		Renewable:      &renewable,
-	}, p.cfg.TokenRole)
-	if err != nil {
-		return providers.Grant{}, fmt.Errorf("vault: create session token via role %s: %w", p.cfg.TokenRole, describe(err))
-	}
-	if sec == nil || sec.Auth == nil {
-		return providers.Grant{}, errors.New("vault: create session token: empty answer")
+	if sec.Auth.Orphan {
+		// An orphan is not below the epoch: revoke --all would miss it.
+		rerr := p.revokeAccessor(ctx, sec.Auth.Accessor)
+		return providers.Grant{}, errors.Join(fmt.Errorf("vault: token role %s creates orphan tokens, which revoke --all cannot reach; "+
+			"set orphan=false on it (vault write auth/token/roles/%s orphan=false)", p.cfg.TokenRole, p.cfg.TokenRole), rerr)
 	}
 	tok := secret.New(sec.Auth.ClientToken)
 	now := p.now()
@@ -71,6 +62,7 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 	}
 	if p.caPEM != nil {
 		g.Files[caFile] = secret.FromBytes(p.caPEM)
+		g.Env["VAULT_CACERT"] = secret.New("${CREDBROKER_SESSION_DIR}/" + caFile)
 	}
 
 	sc, err := p.client.Clone()
@@ -87,6 +79,41 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 		return providers.Grant{}, err
 	}
 	return g, nil
+}
+
+// createSessionToken creates the session token through the token role as a
+// child of the epoch. If the epoch was revoked behind the broker's back
+// (403), it starts a new epoch and tries once more.
+func (p *Provider) createSessionToken(ctx context.Context, s providers.Session, role configs.Role, ttl time.Duration) (*api.Secret, error) {
+	renewable := true
+	req := &api.TokenCreateRequest{
+		Policies:       role.Vault.Policies,
+		TTL:            ttl.Round(time.Second).String(),
+		ExplicitMaxTTL: ttl.Round(time.Second).String(),
+		DisplayName:    "credbroker-" + s.ID,
+		Metadata:       map[string]string{metaSession: s.ID, metaRole: role.Name},
+		Renewable:      &renewable,
+	}
+	var sec *api.Secret
+	for attempt := 0; ; attempt++ {
+		ec, err := p.epochClient(ctx, ttl)
+		if err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
+		}
+		sec, err = ec.Auth().Token().CreateWithRoleWithContext(ctx, req, p.cfg.TokenRole)
+		if err != nil && attempt == 0 && isStatus(err, 403) && p.dropEpoch(ec.Token()) {
+			p.log.Warn("the epoch token was rejected (revoked outside credbroker?); starting a new epoch")
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("vault: create session token via role %s: %w", p.cfg.TokenRole, describe(err))
+		}
+		break
+	}
+	if sec == nil || sec.Auth == nil {
+		return nil, errors.New("vault: create session token: empty answer")
+	}
+	return sec, nil
 }
 
 // secretFile is what vault/secrets/<name>.json holds: Vault's answer with

@@ -47,7 +47,8 @@ func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Leas
 		return providers.Grant{}, providers.ErrNotRenewable
 	}
 	nl := l
-	nl.ExpiresAt = p.now().Add(time.Duration(ttl) * time.Second)
+	nl.IssuedAt = p.now() // the refresher measures the next renewal from here
+	nl.ExpiresAt = nl.IssuedAt.Add(time.Duration(ttl) * time.Second)
 	if !nl.ExpiresAt.After(l.ExpiresAt) {
 		nl.Renewable = false // Vault would not extend it further
 	}

@@ -51,6 +51,7 @@ const (
 // rules (intent before mint, lease after mint) as session credentials.
 type Ledger interface {
 	PutIntent(ctx context.Context, in leases.Intent) error
+	DeleteIntent(ctx context.Context, id string) error
 	RecordLeases(ctx context.Context, intentID string, ls []leases.Lease) error
 	ListLeases(ctx context.Context, sessionID string) ([]leases.Lease, error)
 }
