@@ -3,8 +3,10 @@ package broker_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/hashicorp/vault/api"
 
 	"github.com/credbroker/credbroker/agentenv"
@@ -22,6 +26,8 @@ import (
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/leases/sqlite"
 	"github.com/credbroker/credbroker/providers"
+	"github.com/credbroker/credbroker/providers/awssts"
+	"github.com/credbroker/credbroker/providers/awssts/miniotest"
 	"github.com/credbroker/credbroker/providers/vault"
 	"github.com/credbroker/credbroker/providers/vault/vaulttest"
 )
@@ -36,6 +42,9 @@ type harness struct {
 	st     leases.Store
 	w      *agentenv.Writer
 	vp     *vault.Provider
+
+	minio      *miniotest.Server
+	minioProxy *tcpproxy.Proxy
 	dir    string
 	db     string
 	audit  string
@@ -98,7 +107,12 @@ type harnessOpt func(*harnessConfig)
 type harnessConfig struct {
 	root      string
 	allowDisk bool
+	minio     bool
 }
+
+// withMinIO adds the AWS provider against a real MinIO (behind its own
+// proxy) and the roles agent-s3 (AWS only) and agent-full (Vault and AWS).
+func withMinIO() harnessOpt { return func(c *harnessConfig) { c.minio = true } }
 
 // onDisk puts the session root on the real disk (not tmpfs).
 func onDisk(t *testing.T) harnessOpt {
@@ -140,13 +154,17 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	h.vp = vp
 	reg := providers.NewRegistry()
 	reg.Register(vp)
+	roles := maps.Clone(testRoles)
+	cfg := &configs.Config{Path: "test-config.yaml", Roles: roles, Providers: configs.Providers{Vault: &vcfg}}
+	if hc.minio {
+		h.addMinIO(t, cfg, reg, log)
+	}
 	audit, err := broker.OpenAudit(h.audit)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { audit.Close() })
 	h.w = &agentenv.Writer{Root: hc.root, AllowDisk: hc.allowDisk, Logger: log}
-	cfg := &configs.Config{Path: "test-config.yaml", Roles: testRoles, Providers: configs.Providers{Vault: &vcfg}}
 	h.b = broker.New(broker.Options{
 		Config: cfg, Store: st, Providers: reg, Env: h.w, Audit: audit, Logger: log,
 		Now: func() time.Time { return time.Now().Add(time.Duration(h.offset.Load())) },
@@ -163,6 +181,56 @@ func chmodTree(root string) {
 	})
 }
 
+func (h *harness) addMinIO(t testing.TB, cfg *configs.Config, reg *providers.Registry, log *slog.Logger) {
+	h.minio = miniotest.Start(t)
+	h.minioProxy = tcpproxy.Start(t, strings.TrimPrefix(h.minio.URL, "http://"))
+	t.Setenv("AWS_ACCESS_KEY_ID", miniotest.RootUser)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", miniotest.RootPassword)
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	acfg := configs.AWSProvider{Region: miniotest.Region, STSEndpoint: "http://" + h.minioProxy.Addr,
+		EndpointURL: h.minio.URL, Revocation: configs.RevokeMinIOTokens}
+	aws := &configs.AWSRole{RoleARN: "arn:aws:iam::000000000000:role/agent-s3", MaxDuration: configs.Duration(time.Hour),
+		SessionPolicy: miniotest.ReadOnlyPolicy}
+	cfg.Roles["agent-s3"] = configs.Role{Name: "agent-s3", TTL: configs.Duration(20 * time.Minute), MaxTTL: configs.Duration(2 * time.Hour), AWS: aws}
+	full := cfg.Roles["agent-readonly"]
+	full.Name, full.AWS = "agent-full", aws
+	cfg.Roles["agent-full"] = full
+	cfg.Providers.AWS = &acfg
+	p, err := awssts.New(context.Background(), acfg, cfg.Roles, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Register(p)
+}
+
+// awsCreds reads a session's credential_process file.
+func (h *harness) awsCreds(si broker.SessionInfo) (id, secretKey, token string) {
+	h.t.Helper()
+	b, err := os.ReadFile(filepath.Join(si.Dir, awssts.ProcessFile))
+	if err != nil {
+		h.t.Fatalf("read aws credentials of %s: %v", si.ID, err)
+	}
+	var pc struct{ AccessKeyId, SecretAccessKey, SessionToken string }
+	if err := json.Unmarshal(b, &pc); err != nil {
+		h.t.Fatal(err)
+	}
+	h.mu.Lock()
+	h.tokens = append(h.tokens, pc.SecretAccessKey, pc.SessionToken)
+	h.mu.Unlock()
+	return pc.AccessKeyId, pc.SecretAccessKey, pc.SessionToken
+}
+
+// s3Works reports whether the credentials can read the readable bucket.
+func (h *harness) s3Works(id, secretKey, token string) bool {
+	out, err := h.minio.S3(id, secretKey, token).GetObject(context.Background(),
+		&s3.GetObjectInput{Bucket: aws.String(miniotest.Readable), Key: aws.String(miniotest.Object)})
+	if err == nil {
+		out.Body.Close()
+	}
+	return err == nil
+}
+
 // start starts a session and remembers its token.
 func (h *harness) start(role string) broker.SessionInfo {
 	h.t.Helper()
@@ -170,7 +238,9 @@ func (h *harness) start(role string) broker.SessionInfo {
 	if err != nil {
 		h.t.Fatalf("start %s: %v", role, err)
 	}
-	h.token(si)
+	if testRoles[role].Vault != nil || role == "agent-full" {
+		h.token(si)
+	}
 	return si
 }
 
