@@ -35,22 +35,22 @@ import (
 // harness is a broker wired to a real Vault (behind a proxy the test can cut),
 // a real SQLite store and a real tmpfs session root.
 type harness struct {
-	t      testing.TB
-	srv    *vaulttest.Server
-	proxy  *tcpproxy.Proxy
-	b      *broker.Broker
-	st     leases.Store
-	w      *agentenv.Writer
-	vp     *vault.Provider
+	t     testing.TB
+	srv   *vaulttest.Server
+	proxy *tcpproxy.Proxy
+	b     *broker.Broker
+	st    leases.Store
+	w     *agentenv.Writer
+	vp    *vault.Provider
 
 	minio      *miniotest.Server
 	minioProxy *tcpproxy.Proxy
-	dir    string
-	db     string
-	audit  string
-	logs   *syncBuffer
-	offset atomic.Int64 // added to the broker's clock
-	caller broker.Caller
+	dir        string
+	db         string
+	audit      string
+	logs       *syncBuffer
+	offset     atomic.Int64 // added to the broker's clock
+	caller     broker.Caller
 
 	mu     sync.Mutex
 	tokens []string // every session token seen, for leak checks
