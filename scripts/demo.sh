@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# make demo: a local Vault dev server, the broker, one agent session from
-# start to revocation. Everything lives in a temporary tmpfs directory and is
-# torn down at the end.
+# make demo: a local Vault dev server and MinIO (S3 + STS), the broker, agent
+# sessions from start to revocation. Everything lives in a temporary tmpfs
+# directory and is torn down at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
+scripts/install-deps.sh
 VAULT=$(scripts/build-vault.sh)
+MINIO=$(scripts/build-minio.sh)
+AWSCLI=/usr/bin/aws
 CB=$PWD/bin/credbroker
 
 base=${XDG_RUNTIME_DIR:-/dev/shm}
@@ -22,7 +25,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 18200)
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(freeport)
 export VAULT_ADDR=http://127.0.0.1:$port
 ROOT=demo-root-$RANDOM$RANDOM
 
@@ -32,16 +36,38 @@ pids+=($!)
 for _ in $(seq 100); do VAULT_TOKEN=$ROOT "$VAULT" status >/dev/null 2>&1 && break; sleep 0.1; done
 VAULT_TOKEN=$ROOT VAULT_BIN=$VAULT configs/examples/vault/setup.sh 2>/dev/null
 
-say "Writing a config from configs/examples/config.yaml"
+say "Starting MinIO (an S3 server with AWS-compatible STS) on 127.0.0.1"
+mport=$(freeport)
+MINIO_URL=http://127.0.0.1:$mport
+MINIO_KEY=demo-broker MINIO_SECRET=demo-secret-$RANDOM$RANDOM
+MINIO_ROOT_USER=$MINIO_KEY MINIO_ROOT_PASSWORD=$MINIO_SECRET MINIO_BROWSER=off \
+  "$MINIO" server --quiet --address "127.0.0.1:$mport" --console-address "127.0.0.1:$(freeport)" "$work/minio" >"$work/minio.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 150); do curl -fs "$MINIO_URL/minio/health/ready" >/dev/null 2>&1 && break; sleep 0.2; done
+s3admin() { AWS_ACCESS_KEY_ID=$MINIO_KEY AWS_SECRET_ACCESS_KEY=$MINIO_SECRET AWS_DEFAULT_REGION=us-east-1 \
+  AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null "$AWSCLI" --endpoint-url "$MINIO_URL" "$@"; }
+for b in agent-readable agent-other; do
+  s3admin s3 mb "s3://$b" >/dev/null
+  echo "hello from $b" | s3admin s3 cp - "s3://$b/hello.txt" >/dev/null
+done
+echo "buckets agent-readable and agent-other created"
+
+say "Writing a config from configs/examples/config.yaml, plus an AWS role against MinIO"
 sed -e "s#address: http://127.0.0.1:8200#address: $VAULT_ADDR#" \
     -e "s#token_env: VAULT_TOKEN#token_env: DEMO_BROKER_VAULT_TOKEN#" \
     -e "s#  \# runtime_dir: .*#  runtime_dir: $work/run#" \
     -e "s#  \# state_dir: .*#  state_dir: $work/state#" \
+    -e "/^providers:/r configs/examples/demo/aws-minio-provider.yaml" \
     configs/examples/config.yaml >"$work/config.yaml"
+sed -e "s#http://127.0.0.1:9000#$MINIO_URL#g" "$work/config.yaml" >"$work/config.tmp" && mv "$work/config.tmp" "$work/config.yaml"
+cat configs/examples/demo/aws-minio-role.yaml >>"$work/config.yaml"
 export CREDBROKER_CONFIG=$work/config.yaml
 echo "config: $CREDBROKER_CONFIG (runtime_dir on $(stat -f -c %T "$base"))"
 
 say "Starting the broker daemon"
+# The broker alone holds the long-lived keys (here MinIO's): sessions get
+# 15-minute STS credentials narrowed by the role's session policy.
+AWS_ACCESS_KEY_ID=$MINIO_KEY AWS_SECRET_ACCESS_KEY=$MINIO_SECRET AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
 DEMO_BROKER_VAULT_TOKEN=$ROOT "$CB" serve --log-level warn 2>"$work/broker.log" &
 pids+=($!)
 unset VAULT_TOKEN
@@ -71,6 +97,28 @@ grep -m1 -i "permission denied" <<<"$denied" || { echo "FAIL: expected a denial"
 say "Running a command with the session's env (session ends when it exits)"
 run "$CB" session start --role agent-dev -- sh -c 'echo "agent sees VAULT_ADDR=$VAULT_ADDR and a token of ${#VAULT_TOKEN} chars"; ls "$CREDBROKER_SESSION_DIR/vault/secrets"'
 
+say "An AWS session (role agent-s3): the official AWS CLI with only the session's files"
+cat >"$work/agent-s3.sh" <<'SH'
+set -u
+echo "AWS_PROFILE=$AWS_PROFILE AWS_CONFIG_FILE=$AWS_CONFIG_FILE"
+echo "--- allowed: read agent-readable"
+aws --endpoint-url "$AWS_ENDPOINT_URL" s3 cp s3://agent-readable/hello.txt -
+echo "--- denied: write agent-readable, read agent-other"
+aws --endpoint-url "$AWS_ENDPOINT_URL" s3 cp /etc/hostname s3://agent-readable/x 2>&1 | grep -o "AccessDenied" | head -1
+aws --endpoint-url "$AWS_ENDPOINT_URL" s3 cp s3://agent-other/hello.txt - 2>&1 | grep -o "AccessDenied\|Forbidden" | head -1
+cp "$CREDBROKER_SESSION_DIR/aws/credentials.json" "$DEMO_KEEP"
+SH
+DEMO_KEEP=$work/kept-aws.json PATH=/usr/bin:/bin run "$CB" session start --role agent-s3 -- sh "$work/agent-s3.sh"
+say "...and after the session ended, MinIO rejects those credentials"
+kept_env() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["AccessKeyId"], d["SecretAccessKey"], d["SessionToken"])' "$work/kept-aws.json"; }
+read -r kid ksk ktok < <(kept_env)
+if AWS_ACCESS_KEY_ID=$kid AWS_SECRET_ACCESS_KEY=$ksk AWS_SESSION_TOKEN=$ktok AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null \
+   AWS_SHARED_CREDENTIALS_FILE=/dev/null "$AWSCLI" --endpoint-url "$MINIO_URL" s3 cp s3://agent-readable/hello.txt - >/dev/null 2>&1; then
+  echo "FAIL: revoked AWS credentials still work"; exit 1
+fi
+echo "rejected: the session's STS credentials were revoked at MinIO"
+rm -f "$work/kept-aws.json"
+
 say "Ending the session"
 run "$CB" session end "$id"
 say "The token is now rejected by Vault"
@@ -90,5 +138,7 @@ run "$CB" incident clear
 
 say "Audit log (no secret values)"
 tail -n 6 "$work/state/audit.log"
-if grep -q "$token" "$work/state/audit.log" "$work/broker.log"; then echo "FAIL: token in logs"; exit 1; fi
+if grep -q -e "$token" -e "$ksk" -e "$ktok" -e "$MINIO_SECRET" "$work/state/audit.log" "$work/broker.log" "$work/state/leases.db"; then
+  echo "FAIL: a secret in the logs or the lease store"; exit 1
+fi
 say "demo finished"
