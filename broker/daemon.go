@@ -55,6 +55,7 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 	if err != nil {
 		return err
 	}
+	defer reg.Close()
 	w := &agentenv.Writer{Root: filepath.Join(cfg.Broker.RuntimeDir, "sessions"), AllowDisk: o.AllowDisk, Logger: log}
 	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Logger: log, Hooks: o.Hooks})
 

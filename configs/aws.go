@@ -46,6 +46,31 @@ type AWSProvider struct {
 	EndpointURL string `yaml:"endpoint_url"`
 	// Revocation is iam-deny-policy (AWS) or minio-revoke-tokens (MinIO).
 	Revocation string `yaml:"revocation"`
+	// WebIdentity, when set, makes the broker mint with
+	// AssumeRoleWithWebIdentity and a JWT it signs itself: no long-lived
+	// AWS keys on the host for minting.
+	WebIdentity *AWSWebIdentity `yaml:"web_identity"`
+}
+
+// AWSWebIdentity is the broker's own OIDC issuer for STS web identity.
+type AWSWebIdentity struct {
+	// Issuer is the issuer URL (the JWT's iss); OIDC discovery and JWKS are
+	// served below it. AWS must be able to fetch them (https, public).
+	Issuer string `yaml:"issuer"`
+	// Listen is the host:port the broker serves discovery and JWKS on.
+	Listen string `yaml:"listen"`
+	// KeyFile holds the RSA signing key (PEM); created 0600 if missing
+	// (default <state_dir>/oidc-signing-key.pem).
+	KeyFile string `yaml:"key_file"`
+	// Audience is the JWT's aud (default sts.amazonaws.com).
+	Audience string `yaml:"audience"`
+	// Subject is the JWT's sub, the broker's identity in trust policies
+	// (default credbroker). The session id travels in other claims.
+	Subject string `yaml:"subject"`
+	// TokenTTL is the JWT's life (default 5m).
+	TokenTTL Duration `yaml:"token_ttl"`
+	// Claims are extra string claims (for example MinIO's policy claim).
+	Claims map[string]string `yaml:"claims"`
 }
 
 // AWSRole is a role's AWS block.
@@ -81,6 +106,34 @@ func (a *AWSProvider) applyDefaults() {
 	}
 }
 
+func (w *AWSWebIdentity) applyDefaults(stateDir string) {
+	if w.Audience == "" {
+		w.Audience = "sts.amazonaws.com"
+	}
+	if w.Subject == "" {
+		w.Subject = "credbroker"
+	}
+	if w.TokenTTL == 0 {
+		w.TokenTTL = Duration(5 * time.Minute)
+	}
+	if w.KeyFile == "" && stateDir != "" {
+		w.KeyFile = stateDir + "/oidc-signing-key.pem"
+	}
+}
+
+func (w *AWSWebIdentity) validate(ps *problems, p fieldPath) {
+	validateURL(ps, p.with("issuer"), w.Issuer)
+	if w.Listen == "" {
+		ps.add(p.with("listen"), "set the host:port to serve OIDC discovery and JWKS on, e.g. 127.0.0.1:8400", "not set")
+	}
+	if !strings.HasPrefix(w.KeyFile, "/") {
+		ps.add(p.with("key_file"), "use an absolute path", "%q is not absolute", w.KeyFile)
+	}
+	if w.TokenTTL <= 0 || w.TokenTTL.D() > time.Hour {
+		ps.add(p.with("token_ttl"), "use a duration up to 1h, e.g. 5m", "%s is out of range", w.TokenTTL)
+	}
+}
+
 func (r *AWSRole) applyDefaults() {
 	if r.MaxDuration == 0 {
 		r.MaxDuration = Duration(time.Hour)
@@ -92,6 +145,9 @@ func (a *AWSProvider) validate(ps *problems, p fieldPath) {
 		if f.v != "" {
 			validateURL(ps, p.with(f.name), f.v)
 		}
+	}
+	if a.WebIdentity != nil {
+		a.WebIdentity.validate(ps, p.with("web_identity"))
 	}
 	switch a.Revocation {
 	case RevokeIAMDenyPolicy, RevokeMinIOTokens:

@@ -40,6 +40,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if a := c.Providers.AWS; a != nil {
 		a.applyDefaults()
+		if a.WebIdentity != nil {
+			a.WebIdentity.applyDefaults(c.Broker.StateDir)
+		}
 	}
 	if k := c.Providers.Kube; k != nil {
 		k.applyDefaults()

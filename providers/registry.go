@@ -1,7 +1,9 @@
 package providers
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"sort"
 )
 
@@ -24,6 +26,17 @@ func (r *Registry) Register(p Provider) {
 func (r *Registry) Get(name string) (Provider, bool) {
 	p, ok := r.m[name]
 	return p, ok
+}
+
+// Close closes every provider that holds resources (io.Closer).
+func (r *Registry) Close() error {
+	var errs []error
+	for _, p := range r.m {
+		if c, ok := p.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Names returns the registered names, sorted.

@@ -46,6 +46,7 @@ const (
 // STSAPI is the part of the STS client the provider uses.
 type STSAPI interface {
 	AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, opts ...func(*sts.Options)) (*sts.AssumeRoleOutput, error)
+	AssumeRoleWithWebIdentity(ctx context.Context, in *sts.AssumeRoleWithWebIdentityInput, opts ...func(*sts.Options)) (*sts.AssumeRoleWithWebIdentityOutput, error)
 }
 
 // IAMAPI is the part of the IAM client the IAM revoker uses.
@@ -71,6 +72,7 @@ type Provider struct {
 	aws   aws.Config
 	sts   STSAPI
 	rev   revoker
+	oidc  *Issuer // set with web_identity
 	log   *slog.Logger
 	now   func() time.Time
 	mu    sync.Mutex // serialises revocation policy updates
@@ -98,9 +100,23 @@ func New(ctx context.Context, cfg configs.AWSProvider, roles map[string]configs.
 		}
 	})
 	p := &Provider{cfg: cfg, roles: roles, aws: ac, sts: stsClient, log: log.With("provider", Name), now: time.Now}
+	if w := cfg.WebIdentity; w != nil {
+		iss, err := NewIssuer(*w)
+		if err != nil {
+			return nil, err
+		}
+		if err := iss.Start(); err != nil {
+			return nil, err
+		}
+		p.oidc = iss
+	}
 	switch cfg.Revocation {
 	case configs.RevokeMinIOTokens:
-		p.rev = &minioRevoker{endpoint: cfg.STSEndpoint, region: cfg.Region, creds: ac.Credentials, hc: httpClient(ac)}
+		m := &minioRevoker{endpoint: cfg.STSEndpoint, region: cfg.Region, creds: ac.Credentials, hc: httpClient(ac)}
+		if w := cfg.WebIdentity; w != nil {
+			m.user = minioOpenIDParent(w.Subject, w.Issuer)
+		}
+		p.rev = m
 	default:
 		iamClient := iam.NewFromConfig(ac, func(o *iam.Options) {
 			// IAM is a global service signed for us-east-1 in the aws
@@ -115,11 +131,23 @@ func New(ctx context.Context, cfg configs.AWSProvider, roles map[string]configs.
 	return p, nil
 }
 
+// Close stops the web identity discovery server, if any.
+func (p *Provider) Close() error {
+	if p.oidc != nil {
+		return p.oidc.Close()
+	}
+	return nil
+}
+
 // Name implements providers.Provider.
 func (p *Provider) Name() string { return Name }
 
-// Check verifies that the broker has AWS credentials at all.
+// Check verifies that the broker has AWS credentials at all (with web
+// identity, only revocation needs them).
 func (p *Provider) Check(ctx context.Context) error {
+	if p.oidc != nil && p.cfg.Revocation == "" {
+		return nil
+	}
 	if _, err := p.aws.Credentials.Retrieve(ctx); err != nil {
 		return fmt.Errorf("aws: the broker has no AWS credentials (environment, profile or instance role): %w", err)
 	}

@@ -3,6 +3,7 @@ package awssts
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -22,6 +23,9 @@ import (
 // carries TokenRevokeType=<session id>, and the admin API's revoke-tokens
 // revokes the caller's tokens of one type (a session) or all of them.
 type minioRevoker struct {
+	// user, when set, is the parent user whose tokens are revoked (needs
+	// admin rights); empty means the broker's own access key.
+	user     string
 	endpoint string
 	region   string
 	creds    aws.CredentialsProvider
@@ -49,6 +53,9 @@ func (m *minioRevoker) revokeAll(ctx context.Context) error {
 // itself (no user parameter): MinIO then revokes STS tokens whose parent is
 // the broker's own access key, which needs no admin privilege.
 func (m *minioRevoker) revoke(ctx context.Context, q url.Values) error {
+	if m.user != "" {
+		q.Set("user", m.user)
+	}
 	u := strings.TrimSuffix(m.endpoint, "/") + "/minio/admin/v3/revoke-tokens/builtin?" + q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {
@@ -101,6 +108,13 @@ func addFormParam(k, v string) func(*middleware.Stack) error {
 				return next.HandleSerialize(ctx, in)
 			}), middleware.After)
 	}
+}
+
+// minioOpenIDParent is the parent user MinIO records for credentials from
+// AssumeRoleWithWebIdentity: base64url(sha256("openid:<sub>:<iss>")).
+func minioOpenIDParent(sub, iss string) string {
+	h := sha256.Sum256([]byte("openid:" + sub + ":" + strings.TrimSuffix(iss, "/")))
+	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
 func httpClient(ac aws.Config) *http.Client {

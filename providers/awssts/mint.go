@@ -86,12 +86,43 @@ func (p *Provider) assume(ctx context.Context, s providers.Session, role configs
 	for _, arn := range role.AWS.PolicyARNs {
 		in.PolicyArns = append(in.PolicyArns, ststypes.PolicyDescriptorType{Arn: aws.String(arn)})
 	}
-	out, err := p.sts.AssumeRole(ctx, in, p.rev.assumeOptions(s.ID)...)
-	if err != nil {
-		return nil, fmt.Errorf("aws: assume role %s: %w", role.AWS.RoleARN, describe(err))
+	var creds *ststypes.Credentials
+	if p.oidc != nil {
+		c, err := p.assumeWithWebIdentity(ctx, s, role, in)
+		if err != nil {
+			return nil, err
+		}
+		creds = c
+	} else {
+		out, err := p.sts.AssumeRole(ctx, in, p.rev.assumeOptions(s.ID)...)
+		if err != nil {
+			return nil, fmt.Errorf("aws: assume role %s: %w", role.AWS.RoleARN, describe(err))
+		}
+		creds = out.Credentials
 	}
-	if out.Credentials == nil || out.Credentials.AccessKeyId == nil {
+	if creds == nil || creds.AccessKeyId == nil {
 		return nil, errors.New("aws: assume role: STS returned no credentials")
+	}
+	return creds, nil
+}
+
+// assumeWithWebIdentity mints with a JWT the broker signed for the session
+// (source identity and session tags travel as claims in it).
+func (p *Provider) assumeWithWebIdentity(ctx context.Context, s providers.Session, role configs.Role, in *sts.AssumeRoleInput) (*ststypes.Credentials, error) {
+	tok, err := p.oidc.Token(s.ID, role.Name)
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.sts.AssumeRoleWithWebIdentity(ctx, &sts.AssumeRoleWithWebIdentityInput{
+		RoleArn:          in.RoleArn,
+		RoleSessionName:  in.RoleSessionName,
+		DurationSeconds:  in.DurationSeconds,
+		Policy:           in.Policy,
+		PolicyArns:       in.PolicyArns,
+		WebIdentityToken: aws.String(tok.Reveal()),
+	}, p.rev.assumeOptions(s.ID)...)
+	if err != nil {
+		return nil, fmt.Errorf("aws: assume role %s with web identity: %w", role.AWS.RoleARN, describe(err))
 	}
 	return out.Credentials, nil
 }

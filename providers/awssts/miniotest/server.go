@@ -67,7 +67,11 @@ func Binary() string {
 
 // Start runs MinIO until the test ends and seeds the buckets. A missing
 // binary is a failure, never a skip: `make testbins` builds it.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return StartWith(t, nil) }
+
+// StartWith is Start with extra MINIO_* environment (e.g. an OpenID
+// identity provider).
+func StartWith(t testing.TB, env []string) *Server {
 	t.Helper()
 	bin := Binary()
 	if _, err := os.Stat(bin); err != nil {
@@ -76,7 +80,7 @@ func Start(t testing.TB) *Server {
 	var s *Server
 	var err error
 	for range 3 {
-		if s, err = start(bin, t.TempDir()); err == nil {
+		if s, err = start(bin, t.TempDir(), env); err == nil {
 			break
 		}
 	}
@@ -88,7 +92,7 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-func start(bin, dir string) (*Server, error) {
+func start(bin, dir string, env []string) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -102,6 +106,7 @@ func start(bin, dir string) (*Server, error) {
 	cmd := exec.Command(bin, "server", "--quiet", "--address", addr, "--console-address", "127.0.0.1:"+strconv.Itoa(cport), dir)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+RootUser, "MINIO_ROOT_PASSWORD="+RootPassword,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "HOME="+dir)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		return nil, err
