@@ -100,13 +100,13 @@ func loadOrCreateKey(path string) (*rsa.PrivateKey, error) {
 func (i *Issuer) Token(sessionID, role string) (secret.Value, error) {
 	now := i.now()
 	claims := jwt.MapClaims{
-		"iss": strings.TrimSuffix(i.cfg.Issuer, "/"),
-		"sub": i.cfg.Subject,
-		"aud": i.cfg.Audience,
-		"iat": now.Unix(),
-		"nbf": now.Add(-30 * time.Second).Unix(),
-		"exp": now.Add(i.cfg.TokenTTL.D()).Unix(),
-		"jti": sessionID + "-" + strings.ToLower(rand.Text()[:8]),
+		"iss":                                    strings.TrimSuffix(i.cfg.Issuer, "/"),
+		"sub":                                    i.cfg.Subject,
+		"aud":                                    i.cfg.Audience,
+		"iat":                                    now.Unix(),
+		"nbf":                                    now.Add(-30 * time.Second).Unix(),
+		"exp":                                    now.Add(i.cfg.TokenTTL.D()).Unix(),
+		"jti":                                    sessionID + "-" + strings.ToLower(rand.Text()[:8]),
 		"https://aws.amazon.com/source_identity": sessionID,
 		"https://aws.amazon.com/tags": map[string]any{
 			"principal_tags":      map[string][]string{"credbroker:session": {sessionID}, "credbroker:role": {role}},
