@@ -83,7 +83,7 @@ func TestAWSRevokeAll(t *testing.T) {
 }
 
 // TestAWSRefresherRemints: a session longer than the credentials' life is
-// refreshed past 2/3 of it; the files are replaced and the new keys work.
+// refreshed past 80 % of it; the files are replaced and the new keys work.
 func TestAWSRefresherRemints(t *testing.T) {
 	h := newHarness(t, withMinIO())
 	ctx := context.Background()
@@ -96,11 +96,16 @@ func TestAWSRefresherRemints(t *testing.T) {
 	if len(ls) != 1 || time.Until(ls[0].ExpiresAt) > 61*time.Minute {
 		t.Fatalf("lease %+v: want credentials capped at the role's 1h max_duration", ls)
 	}
-	h.offset.Store(int64(41 * time.Minute))
+	h.offset.Store(int64(41 * time.Minute)) // 68 % of the credentials' life
+	h.b.Tick(ctx)
+	if nid, _, _ := h.awsCreds(si); nid != id {
+		t.Fatal("credentials re-minted before 80 % of their life")
+	}
+	h.offset.Store(int64(49 * time.Minute)) // 82 %
 	h.b.Tick(ctx)
 	nid, nsk, ntok := h.awsCreds(si)
 	if nid == id {
-		t.Fatal("credentials not re-minted past 2/3 of their life")
+		t.Fatal("credentials not re-minted past 80 % of their life")
 	}
 	if !h.s3Works(nid, nsk, ntok) {
 		t.Fatal("refreshed credentials do not work")

@@ -185,7 +185,7 @@ func (b *Broker) refresh(ctx context.Context) {
 			continue
 		}
 		for _, l := range ls {
-			if !needsRenewal(l, s, now) {
+			if !needsRenewal(l, s, now, b.renewAfter(l.Provider)) {
 				continue
 			}
 			b.renewOne(ctx, s, l)
@@ -193,7 +193,20 @@ func (b *Broker) refresh(ctx context.Context) {
 	}
 }
 
-func needsRenewal(l leases.Lease, s leases.Session, now time.Time) bool {
+// defaultRenewAfter is the fraction of a lease's life after which it is
+// renewed unless the provider says otherwise (providers.RenewPolicy).
+const defaultRenewAfter = 2.0 / 3
+
+func (b *Broker) renewAfter(provider string) float64 {
+	if p, ok := b.provs.Get(provider); ok {
+		if rp, ok := p.(providers.RenewPolicy); ok {
+			return rp.RenewAfter()
+		}
+	}
+	return defaultRenewAfter
+}
+
+func needsRenewal(l leases.Lease, s leases.Session, now time.Time, after float64) bool {
 	if !l.Renewable || l.State != leases.LeaseActive || l.ExpiresAt.IsZero() {
 		return false
 	}
@@ -201,7 +214,7 @@ func needsRenewal(l leases.Lease, s leases.Session, now time.Time) bool {
 		return false // already lives as long as the session
 	}
 	life := l.ExpiresAt.Sub(l.IssuedAt)
-	return now.After(l.IssuedAt.Add(life * 2 / 3))
+	return now.After(l.IssuedAt.Add(time.Duration(float64(life) * after)))
 }
 
 func (b *Broker) renewOne(ctx context.Context, s leases.Session, l leases.Lease) {

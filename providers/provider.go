@@ -63,6 +63,15 @@ type Provider interface {
 	FindOrphans(ctx context.Context, sessionID string, known []leases.Lease) ([]leases.Lease, error)
 }
 
+// RenewPolicy is implemented by providers whose leases should be renewed
+// at another point of their life than the default two thirds (Vault's own
+// lifetime watcher renews at about two thirds; STS credentials, which are
+// re-minted, at 80 %).
+type RenewPolicy interface {
+	// RenewAfter is the fraction of a lease's life after which it is renewed.
+	RenewAfter() float64
+}
+
 // ErrNotRenewable is returned by Renew when a lease cannot be extended.
 var ErrNotRenewable = errors.New("lease not renewable")
 

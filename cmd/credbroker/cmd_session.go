@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -42,7 +45,10 @@ the session dir on tmpfs, and print its id and dir.
 
 With '-- CMD ARGS', run CMD with the session's environment (host credential
 variables removed) and end the session when CMD exits, whatever the reason;
-SIGINT/SIGTERM/SIGHUP are passed to CMD. The exit status is CMD's.`,
+SIGINT/SIGTERM/SIGHUP are passed to CMD. The exit status is CMD's.
+
+A signal that arrives while the session is being started does not abandon
+it: the start is awaited, the session ended and the exit status is 128+signal.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.role == "" {
 				return usagef("--role is required (see the roles in your config)")
@@ -82,13 +88,27 @@ func runSessionStart(ctx context.Context, g *globalOpts, o *sessionStartOpts, ui
 			return usagef("--ttl %q is not a duration; use a value like 20m or 1h", o.ttl)
 		}
 	}
+	// Catch signals before asking, and do not let them cancel the request:
+	// the daemon may finish the start after we stopped listening, leaving a
+	// live session nobody ends. An interrupted start is ended instead.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := ctx.Err(); err != nil {
+		return err // interrupted before anything was asked
+	}
 	c := g.client()
-	si, err := c.StartSession(ctx, broker.StartRequest{Role: o.role, TTL: o.ttl, UID: uid})
+	si, err := c.StartSession(context.WithoutCancel(ctx), broker.StartRequest{Role: o.role, TTL: o.ttl, UID: uid})
 	if err != nil {
 		return err
 	}
 	if len(o.argv) > 0 {
-		return runWithSession(ctx, g, c, si, o.argv)
+		return runWithSession(ctx, g, c, si, o.argv, sigs)
+	}
+	select {
+	case s := <-sigs:
+		return endInterrupted(ctx, g, c, si, s)
+	default:
 	}
 	if o.output == "json" {
 		return printJSON(g.out, si)
@@ -113,6 +133,9 @@ func newSessionListCmd(g *globalOpts) *cobra.Command {
 		Short: "List live sessions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(o.output); err != nil {
+				return err
+			}
 			ss, err := g.client().ListSessions(cmd.Context(), o.all)
 			if err != nil {
 				return err
@@ -136,6 +159,9 @@ func newSessionShowCmd(g *globalOpts) *cobra.Command {
 		Short: "Show one session and its leases",
 		Args:  exactArgs(1, "SESSION_ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			si, err := g.client().GetSession(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -179,6 +205,15 @@ func exactArgs(n int, names string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// checkOutput refuses an --output value other than text or json, rather
+// than printing text to a script that asked for something else.
+func checkOutput(output string) error {
+	if output != "text" && output != "json" {
+		return usagef("--output %q: use text or json", output)
+	}
+	return nil
 }
 
 func printJSON(w io.Writer, v any) error {

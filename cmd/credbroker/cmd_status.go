@@ -14,6 +14,9 @@ func newStatusCmd(g *globalOpts) *cobra.Command {
 		Short: "Live sessions, pending revocations and the incident state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			st, err := g.client().Status(cmd.Context())
 			if err != nil {
 				return err

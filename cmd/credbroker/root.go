@@ -137,6 +137,7 @@ revokes them when the session ends, expires, or an incident is declared.
 		newIncidentCmd(g),
 		newStatusCmd(g),
 		newExecCmd(g),
+		newConfigCmd(g),
 		newVersionCmd(g),
 	)
 	return root

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"syscall"
 	"time"
 
@@ -15,8 +14,10 @@ import (
 )
 
 // runWithSession runs argv with the session's environment and ends the
-// session when it exits, whatever the reason. Signals to us go to the child.
-func runWithSession(ctx context.Context, g *globalOpts, c *broker.Client, si broker.SessionInfo, argv []string) (err error) {
+// session when it exits, whatever the reason. Signals to us (sigs, caught
+// since before the session started) go to the child; one that came first
+// means the child never starts.
+func runWithSession(ctx context.Context, g *globalOpts, c *broker.Client, si broker.SessionInfo, argv []string, sigs <-chan os.Signal) (err error) {
 	defer func() {
 		// End the session even if our own context was cancelled.
 		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
@@ -43,11 +44,13 @@ func runWithSession(ctx context.Context, g *globalOpts, c *broker.Client, si bro
 	cmd := exec.Command(path, argv[1:]...) //nolint:noctx // see above
 	cmd.Env = agentenv.BuildEnv(os.Environ(), loaded, nil)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = g.in, g.out, g.errOut
-	// Stop treating SIGINT/SIGTERM as "cancel": forward them to the child
-	// and wait for it, so the session ends only after it is gone.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+	// SIGINT/SIGTERM do not cancel anything here: they are forwarded to the
+	// child, and the session ends only after it is gone.
+	select {
+	case s := <-sigs:
+		return signalExit(s)
+	default:
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", argv[0], err)
 	}
@@ -61,6 +64,25 @@ func runWithSession(ctx context.Context, g *globalOpts, c *broker.Client, si bro
 			return childExit(werr)
 		}
 	}
+}
+
+// endInterrupted ends a session whose start was interrupted by s.
+func endInterrupted(ctx context.Context, g *globalOpts, c *broker.Client, si broker.SessionInfo, s os.Signal) error {
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if _, err := c.EndSession(ectx, si.ID, "start interrupted by "+s.String()); err != nil {
+		return fmt.Errorf("interrupted; ending session %s: %w", si.ID, err)
+	}
+	fmt.Fprintf(g.errOut, "credbroker: interrupted; session %s ended, credentials revoked\n", si.ID)
+	return signalExit(s)
+}
+
+// signalExit is the exit status for a run stopped by s: 128+signal.
+func signalExit(s os.Signal) error {
+	if n, ok := s.(syscall.Signal); ok {
+		return exitCoder{128 + int(n)}
+	}
+	return exitCoder{exitError}
 }
 
 // childExit turns a child's wait error into our exit status: its code, or

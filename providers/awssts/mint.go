@@ -45,6 +45,9 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 	return providers.Grant{Leases: []leases.Lease{l}, Files: p.files(creds), Env: p.env()}, nil
 }
 
+// RenewAfter re-mints at 80 % of the credentials' life.
+func (p *Provider) RenewAfter() float64 { return 0.8 }
+
 // Renew re-mints: STS credentials cannot be extended. The lease keeps its
 // id (revocation is per session) and gets the new key id and expiry.
 func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Lease, _ providers.FileReader) (providers.Grant, error) {
