@@ -77,6 +77,12 @@ func syntaxError(name string, err error) error {
 	fe := &FieldError{File: name, Msg: msg, Hint: "fix the YAML syntax"}
 	if n, _ := fmt.Sscanf(msg, "line %d:", &fe.Line); n == 1 {
 		_, fe.Msg, _ = strings.Cut(msg, ": ")
+		// For "did not find expected ..." (an unclosed flow collection)
+		// the YAML library reports the 0-based line of the collection's
+		// start; make it the 1-based line like every other error.
+		if strings.HasPrefix(fe.Msg, "did not find expected") {
+			fe.Line++
+		}
 	}
 	return fe
 }

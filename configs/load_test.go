@@ -59,6 +59,7 @@ func TestLoadFileErrors(t *testing.T) {
 		name, yaml, want string
 	}{
 		{"syntax", "roles:\n  r: [\n", "fix the YAML syntax"},
+		{"unclosed flow list names its own line", "a: 1\nb: 2\nsocket: [unclosed\nd: 4\n", ":3: did not find expected ',' or ']'"},
 		{"tab indent", "roles:\n\tr: {}\n", ":2: found character that cannot start any token; fix the YAML syntax"},
 		{"empty", "", "the file is empty; start from the example"},
 		{"only comments", "# nothing\n", "the file is empty"},
