@@ -1,10 +1,15 @@
 package broker
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -45,24 +50,57 @@ const (
 	EvDaemonStop      = "daemon.stop"
 )
 
-// AuditLog appends JSON lines to a file opened O_APPEND with mode 0600.
+// AuditLog appends hash-chained JSON lines to a file opened O_APPEND with
+// mode 0600: every record carries its sequence number and the SHA-256 of
+// the previous line, so `credbroker audit verify` finds any edit, deletion
+// or reordering (see VerifyAudit).
 type AuditLog struct {
-	mu  sync.Mutex
-	f   *os.File
-	now func() time.Time
+	mu     sync.Mutex
+	f      *os.File
+	now    func() time.Time
+	seq    uint64
+	prev   string
+	mirror io.Writer // optional copy (syslog)
 }
 
-// OpenAudit opens (creating) the audit log at path.
+// chained is what is written: the event plus its place in the chain.
+type chained struct {
+	Seq  uint64 `json:"seq"`
+	Prev string `json:"prev"`
+	Event
+}
+
+// genesis is the prev hash of the first record.
+var genesis = strings.Repeat("0", 64)
+
+// OpenAudit opens (creating) the audit log at path and continues its chain.
 func OpenAudit(path string) (*AuditLog, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("audit: create dir: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
 	}
-	return &AuditLog{f: f, now: time.Now}, nil
+	a := &AuditLog{f: f, now: time.Now, prev: genesis}
+	last, err := lastLine(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("audit: read the end of %s: %w", path, err)
+	}
+	if len(last) > 0 {
+		var c chained
+		if err := json.Unmarshal(last, &c); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("audit: the last record of %s is not valid (run `credbroker audit verify`): %w", path, err)
+		}
+		a.seq, a.prev = c.Seq, lineHash(last)
+	}
+	return a, nil
 }
+
+// MirrorTo copies every record to w as well (e.g. syslog).
+func (a *AuditLog) MirrorTo(w io.Writer) { a.mirror = w }
 
 // Record appends ev. An audit write failure is returned: callers log it
 // loudly, since a security tool that cannot audit must say so.
@@ -73,14 +111,19 @@ func (a *AuditLog) Record(ev Event) error {
 	if ev.Time.IsZero() {
 		ev.Time = a.now().UTC()
 	}
-	b, err := json.Marshal(ev)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b, err := json.Marshal(chained{Seq: a.seq + 1, Prev: a.prev, Event: ev})
 	if err != nil {
 		return fmt.Errorf("audit: encode: %w", err)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	if _, err := a.f.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("audit: write: %w", err)
+	}
+	a.seq++
+	a.prev = lineHash(b)
+	if a.mirror != nil {
+		_, _ = a.mirror.Write(b)
 	}
 	return nil
 }
@@ -91,4 +134,37 @@ func (a *AuditLog) Close() error {
 		return nil
 	}
 	return a.f.Close()
+}
+
+func lineHash(line []byte) string {
+	sum := sha256.Sum256(line)
+	return hex.EncodeToString(sum[:])
+}
+
+// lastLine returns the last non-empty line of f (reading backwards in
+// blocks, so a long log is not read whole).
+func lastLine(f *os.File) ([]byte, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := st.Size()
+	var tail []byte
+	for off := size; off > 0; {
+		n := min(int64(64<<10), off)
+		off -= n
+		buf := make([]byte, n)
+		if _, err := f.ReadAt(buf, off); err != nil && err != io.EOF {
+			return nil, err
+		}
+		tail = append(buf, tail...)
+		t := bytes.TrimRight(tail, "\n")
+		if i := bytes.LastIndexByte(t, '\n'); i >= 0 {
+			return t[i+1:], nil
+		}
+		if off == 0 {
+			return t, nil
+		}
+	}
+	return nil, nil
 }

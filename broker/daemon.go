@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"log/syslog"
 	"path/filepath"
 	"sync"
 	"time"
@@ -51,6 +52,14 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		return err
 	}
 	defer audit.Close()
+	if cfg.Broker.AuditSyslog {
+		sw, err := syslog.New(syslog.LOG_AUTHPRIV|syslog.LOG_INFO, "credbroker")
+		if err != nil {
+			return fmt.Errorf("audit_syslog: connect to the local syslog: %w", err)
+		}
+		defer sw.Close()
+		audit.MirrorTo(sw)
+	}
 	reg, err := o.BuildProviders(ctx, cfg, st, log)
 	if err != nil {
 		return err

@@ -28,6 +28,9 @@ type Broker struct {
 	StateDir string `yaml:"state_dir"`
 	// AuditLog is the audit log path (default StateDir/audit.log).
 	AuditLog string `yaml:"audit_log"`
+	// AuditSyslog copies every audit record to the local syslog
+	// (journald on systemd machines), facility authpriv.
+	AuditSyslog bool `yaml:"audit_syslog"`
 	// AllowedUIDs may talk to the daemon; the daemon's own uid always may.
 	AllowedUIDs []int `yaml:"allowed_uids"`
 	// RefreshInterval is how often the refresher and reaper wake (default 5s).

@@ -138,6 +138,7 @@ revokes them when the session ends, expires, or an incident is declared.
 		newStatusCmd(g),
 		newExecCmd(g),
 		newConfigCmd(g),
+		newAuditCmd(g),
 		newVersionCmd(g),
 	)
 	return root
