@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/agentenv"
+	"github.com/credbroker/credbroker/broker/guard"
 	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers"
@@ -43,7 +44,9 @@ type Options struct {
 	Providers *providers.Registry
 	Env       *agentenv.Writer
 	Audit     *AuditLog
-	Logger    *slog.Logger
+	// Guard keeps fingerprints of issued secrets (nil: no leak guard).
+	Guard  *guard.Guard
+	Logger *slog.Logger
 	// Now is the clock (tests inject one); default time.Now.
 	Now func() time.Time
 	// Hooks are failpoints for crash tests; nil in production.
@@ -63,18 +66,21 @@ type Broker struct {
 	provs *providers.Registry
 	env   *agentenv.Writer
 	audit *AuditLog
+	guard *guard.Guard
 	log   *slog.Logger
 	now   func() time.Time
 	hooks Hooks
 
 	locks sync.Map // session id → *sync.Mutex
+
+	lastPrune time.Time // of the guard's fingerprints
 }
 
 // New returns a Broker.
 func New(o Options) *Broker {
 	b := &Broker{
 		cfg: o.Config, store: o.Store, provs: o.Providers, env: o.Env,
-		audit: o.Audit, log: o.Logger, now: o.Now, hooks: o.Hooks,
+		audit: o.Audit, guard: o.Guard, log: o.Logger, now: o.Now, hooks: o.Hooks,
 	}
 	if b.log == nil {
 		b.log = slog.Default()
@@ -111,3 +117,17 @@ func newSessionID() string {
 }
 
 func uidPtr(u int) *int { return &u }
+
+// fingerprint hands a grant's secrets to the leak guard.
+func (b *Broker) fingerprint(sessionID, provider string, ss []providers.IssuedSecret) {
+	if b.guard == nil || len(ss) == 0 {
+		return
+	}
+	items := make([]guard.Issued, len(ss))
+	for i, s := range ss {
+		items[i] = guard.Issued{Value: s.Value, Session: sessionID, Provider: provider, What: s.What, Expires: s.Expires}
+	}
+	if err := b.guard.Add(items...); err != nil {
+		b.log.Error("leak guard: record fingerprints", "session", sessionID, "err", err)
+	}
+}

@@ -90,6 +90,14 @@ func (c *Client) ClearIncident(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/incident/clear", struct{}{}, nil)
 }
 
+// ReportGuardHit reports a leak guard finding (and revokes its session
+// when h.Revoke).
+func (c *Client) ReportGuardHit(ctx context.Context, h GuardHit) (SessionInfo, error) {
+	var si SessionInfo
+	err := c.do(ctx, http.MethodPost, "/v1/guard/hits", h, &si)
+	return si, err
+}
+
 // Status returns the daemon's status.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var st Status

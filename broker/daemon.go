@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/agentenv"
+	"github.com/credbroker/credbroker/broker/guard"
 	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/leases/sqlite"
@@ -65,8 +66,12 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		return err
 	}
 	defer reg.Close()
+	g, err := guard.Open(cfg.Broker.StateDir)
+	if err != nil {
+		return err
+	}
 	w := &agentenv.Writer{Root: filepath.Join(cfg.Broker.RuntimeDir, "sessions"), AllowDisk: o.AllowDisk, Logger: log}
-	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Logger: log, Hooks: o.Hooks})
+	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks})
 
 	l, err := Listen(cfg.Broker.Socket, len(cfg.Broker.AllowedUIDs) > 0)
 	if err != nil {

@@ -24,6 +24,12 @@ func (b *Broker) Tick(ctx context.Context) {
 		b.log.Warn("settle stale intents", "err", errors.Join(errs...))
 	}
 	b.reap(ctx)
+	if b.guard != nil && b.now().Sub(b.lastPrune) > time.Minute {
+		b.lastPrune = b.now()
+		if err := b.guard.Prune(); err != nil {
+			b.log.Warn("leak guard: prune", "err", err)
+		}
+	}
 	b.retryPending(ctx)
 	b.refresh(ctx)
 }
@@ -236,6 +242,7 @@ func (b *Broker) renewOne(ctx context.Context, s leases.Session, l leases.Lease)
 		b.record(Event{Event: EvLeaseRenew, Session: s.ID, Provider: l.Provider, Lease: l.ID, Error: err.Error()})
 		return
 	}
+	b.fingerprint(s.ID, l.Provider, g.Secrets)
 	for _, nl := range g.Leases {
 		if err := b.store.UpdateLease(ctx, nl); err != nil {
 			b.log.Error("record renewed lease", "lease", nl.ID, "err", err)

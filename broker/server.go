@@ -60,6 +60,7 @@ func NewServer(b *Broker, allowed []int, log *slog.Logger) *Server {
 	mux.HandleFunc("POST /v1/revoke-all", s.revokeAll)
 	mux.HandleFunc("POST /v1/incident/clear", s.clearIncident)
 	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("POST /v1/guard/hits", s.guardHit)
 	s.srv = &http.Server{
 		Handler:           s.authorize(mux),
 		ConnContext:       connContext,
@@ -187,6 +188,16 @@ func (s *Server) clearIncident(w http.ResponseWriter, r *http.Request) {
 	c, _ := callerFrom(r.Context())
 	err := s.b.ClearIncident(r.Context(), c)
 	reply(w, http.StatusOK, map[string]bool{"cleared": err == nil}, err)
+}
+
+func (s *Server) guardHit(w http.ResponseWriter, r *http.Request) {
+	var h GuardHit
+	if !decode(w, r, &h) {
+		return
+	}
+	c, _ := callerFrom(r.Context())
+	si, err := s.b.ReportGuardHit(context.WithoutCancel(r.Context()), c, h)
+	reply(w, http.StatusOK, si, err)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

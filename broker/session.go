@@ -178,6 +178,7 @@ func (b *Broker) mintOne(ctx context.Context, p providers.Provider, s providers.
 		return providers.Grant{}, fmt.Errorf("record leases: %w", err)
 	}
 	b.at("after-record")
+	b.fingerprint(s.ID, p.Name(), g.Secrets)
 	for _, l := range g.Leases {
 		b.record(Event{Event: EvLeaseMint, Session: s.ID, Role: s.Role, Provider: p.Name(), Lease: l.ID, External: l.ExternalID, Expires: l.ExpiresAt})
 	}

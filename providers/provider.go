@@ -34,6 +34,16 @@ type Grant struct {
 	Files map[string]secret.Value
 	// Env is added to the session's env file.
 	Env map[string]secret.Value
+	// Secrets are the raw secret values issued (tokens, keys), so the leak
+	// guard can fingerprint them; each also appears somewhere in Files.
+	Secrets []IssuedSecret
+}
+
+// IssuedSecret is one secret value a grant carries.
+type IssuedSecret struct {
+	Value   secret.Value
+	What    string // e.g. "vault token"
+	Expires time.Time
 }
 
 // Provider is one credential backend.

@@ -351,6 +351,7 @@ func (r result) String() string {
 }
 
 type runOpts struct {
+	dir   string // working directory (default: the test's)
 	env   []string
 	quiet bool // not kept for the leak check (readiness polling)
 }
@@ -378,6 +379,7 @@ func (e *e2e) run(t *testing.T, o runOpts, args ...string) result {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, cbBin, append([]string{"--config", e.config}, args...)...)
 	cmd.Env = baseEnv(o.env...)
+	cmd.Dir = o.dir
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()

@@ -28,6 +28,7 @@ const (
 	exitProvider    = 6
 	exitNotFound    = 7
 	exitSessionDead = 8
+	exitLeak        = 9
 )
 
 const exitHelp = `Exit status:
@@ -40,6 +41,7 @@ const exitHelp = `Exit status:
   6  a provider (Vault, ...) failed; nothing was left minted
   7  no such session or role
   8  (exec) the session dir is missing, expired, revoked or writable
+  9  (guard scan) credentials the broker issued were found
   With 'exec' and 'session start -- CMD', the command's own exit status.`
 
 // globalOpts are flags every command shares.
@@ -107,6 +109,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, errSessionUnusable):
 		return exitSessionDead
+	case errors.Is(err, errLeak):
+		return exitLeak
 	default:
 		return exitError
 	}
@@ -139,6 +143,7 @@ revokes them when the session ends, expires, or an incident is declared.
 		newExecCmd(g),
 		newConfigCmd(g),
 		newAuditCmd(g),
+		newGuardCmd(g),
 		newVersionCmd(g),
 	)
 	return root

@@ -42,7 +42,7 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 		State:      leases.LeaseActive,
 		Data:       map[string]string{"role": role.Name, "role_arn": role.AWS.RoleARN},
 	}
-	return providers.Grant{Leases: []leases.Lease{l}, Files: p.files(creds), Env: p.env()}, nil
+	return providers.Grant{Leases: []leases.Lease{l}, Files: p.files(creds), Env: p.env(), Secrets: issued(creds)}, nil
 }
 
 // RenewAfter re-mints at 80 % of the credentials' life.
@@ -66,7 +66,7 @@ func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Leas
 	nl.ExternalID = aws.ToString(creds.AccessKeyId)
 	nl.IssuedAt = p.now()
 	nl.ExpiresAt = aws.ToTime(creds.Expiration)
-	return providers.Grant{Leases: []leases.Lease{nl}, Files: p.files(creds)}, nil
+	return providers.Grant{Leases: []leases.Lease{nl}, Files: p.files(creds), Secrets: issued(creds)}, nil
 }
 
 func (p *Provider) assume(ctx context.Context, s providers.Session, role configs.Role) (*ststypes.Credentials, error) {
@@ -152,6 +152,16 @@ func describe(err error) error {
 		return fmt.Errorf("%s: %s", ae.ErrorCode(), ae.ErrorMessage())
 	}
 	return err
+}
+
+// issued lists the secret parts of STS credentials for the leak guard (the
+// access key id is an identifier, not a secret).
+func issued(c *ststypes.Credentials) []providers.IssuedSecret {
+	exp := aws.ToTime(c.Expiration)
+	return []providers.IssuedSecret{
+		{Value: secret.New(aws.ToString(c.SecretAccessKey)), What: "aws secret access key", Expires: exp},
+		{Value: secret.New(aws.ToString(c.SessionToken)), What: "aws session token", Expires: exp},
+	}
 }
 
 func leaseID(sessionID string) string { return Name + "/" + KindSTS + "/" + sessionID }

@@ -50,8 +50,9 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 		State:      leases.LeaseActive,
 	}
 	g := providers.Grant{
-		Leases: []leases.Lease{tokLease},
-		Files:  map[string]secret.Value{TokenFile: tok},
+		Leases:  []leases.Lease{tokLease},
+		Secrets: []providers.IssuedSecret{{Value: tok, What: "vault token", Expires: tokLease.ExpiresAt}},
+		Files:   map[string]secret.Value{TokenFile: tok},
 		Env: map[string]secret.Value{
 			"VAULT_ADDR":  secret.New(p.cfg.Address),
 			"VAULT_TOKEN": tok,
@@ -149,6 +150,13 @@ func (p *Provider) readSecrets(ctx context.Context, c *api.Client, s providers.S
 			return fmt.Errorf("vault: secret %s: encode: %w", spec.Name, err)
 		}
 		g.Files[secretsDir+spec.Name+".json"] = secret.FromBytes(append(body, '\n'))
+		exp := s.ExpiresAt
+		if sec.LeaseDuration > 0 {
+			exp = p.now().Add(time.Duration(sec.LeaseDuration) * time.Second)
+		}
+		for _, v := range secretStrings(sec.Data) {
+			g.Secrets = append(g.Secrets, providers.IssuedSecret{Value: secret.New(v), What: "vault secret " + spec.Name, Expires: exp})
+		}
 		if sec.LeaseID != "" {
 			now := p.now()
 			g.Leases = append(g.Leases, leases.Lease{
@@ -164,6 +172,29 @@ func (p *Provider) readSecrets(ctx context.Context, c *api.Client, s providers.S
 				Data:       map[string]string{"name": spec.Name},
 			})
 		}
+	}
+	return nil
+}
+
+// secretStrings collects the string values of a secret's data (nested
+// maps too, as in KV v2's data.data): every one may be a credential.
+// Short ones are skipped by the guard itself.
+func secretStrings(v any) []string {
+	switch x := v.(type) {
+	case string:
+		return []string{x}
+	case map[string]any:
+		var out []string
+		for _, e := range x {
+			out = append(out, secretStrings(e)...)
+		}
+		return out
+	case []any:
+		var out []string
+		for _, e := range x {
+			out = append(out, secretStrings(e)...)
+		}
+		return out
 	}
 	return nil
 }
