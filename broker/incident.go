@@ -42,22 +42,15 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 	if err != nil {
 		return RevokeReport{}, fmt.Errorf("list sessions: %w", err)
 	}
-	// Wipe every session dir first: the sandboxes lose their files at once.
-	// Under the session lock, so a start still writing its dir finishes
-	// first and its dir is wiped too.
-	for _, s := range sessions {
-		unlock := b.lock(s.ID)
-		_ = b.env.MarkRevoked(s.ID)
-		if err := b.env.Remove(s.ID); err != nil {
-			b.log.Error("remove session dir", "session", s.ID, "err", err)
-		}
-		unlock()
-	}
 	rep := RevokeReport{Reason: reason, Incident: true, Sessions: len(sessions), Pending: []LeaseInfo{}}
 	all, err := b.store.ListLeases(ctx, "")
 	if err != nil {
 		return rep, fmt.Errorf("list leases: %w", err)
 	}
+	// The sandboxes lose their files and the servers revoke at the same
+	// time: neither waits for the other.
+	var wipe sync.WaitGroup
+	wipe.Go(func() { b.wipeDirs(sessions); rep.WipedIn = b.now().Sub(start) })
 	byProvider := map[string][]leases.Lease{}
 	for _, l := range all {
 		byProvider[l.Provider] = append(byProvider[l.Provider], l)
@@ -74,14 +67,20 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 	}
 	for _, name := range names {
 		wg.Go(func() {
-			r := b.revokeProvider(ctx, name, byProvider[name], reason)
+			r := b.revokeProvider(ctx, name, byProvider[name], reason, start)
 			mu.Lock()
 			rep.Providers = append(rep.Providers, r)
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
+	for _, r := range rep.Providers {
+		rep.RevokedIn = max(rep.RevokedIn, r.RevokedIn)
+	}
+	wipe.Wait()
 	b.finishSessions(ctx, sessions, "incident: "+reason)
+	b.log.Info("revoke --all done", "sessions", len(sessions), "leases", len(all),
+		"servers_ms", rep.RevokedIn.Milliseconds(), "dirs_ms", rep.WipedIn.Milliseconds(), "total_ms", b.now().Sub(start).Milliseconds())
 	pending, err := b.store.ListLeasesByState(ctx, leases.LeaseRevokePending)
 	if err != nil {
 		return rep, fmt.Errorf("list pending: %w", err)
@@ -100,17 +99,14 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 // revokeProvider makes one provider's credentials invalid: one RevokeAll
 // call when the backend supports it, else (or when that fails) lease by
 // lease.
-func (b *Broker) revokeProvider(ctx context.Context, name string, ls []leases.Lease, reason string) ProviderResult {
+func (b *Broker) revokeProvider(ctx context.Context, name string, ls []leases.Lease, reason string, start time.Time) ProviderResult {
 	r := ProviderResult{Provider: name, Method: "revoke-all"}
 	p, ok := b.provs.Get(name)
 	if ok {
 		err := p.RevokeAll(ctx)
 		if err == nil {
-			for _, l := range ls {
-				if derr := b.store.DeleteLease(ctx, l.ID); derr != nil {
-					b.log.Error("delete revoked lease", "lease", l.ID, "err", derr)
-				}
-			}
+			r.RevokedIn = b.now().Sub(start)
+			b.deleteLeases(ctx, ls)
 			r.Revoked = len(ls)
 			b.record(Event{Event: EvProviderRevoke, Provider: name, Reason: reason})
 			return r
@@ -122,11 +118,75 @@ func (b *Broker) revokeProvider(ctx context.Context, name string, ls []leases.Le
 	r.Method = "per-lease"
 	pending := b.revokeLeases(ctx, ls, reason)
 	r.Revoked, r.Pending = len(ls)-pending, pending
+	r.RevokedIn = b.now().Sub(start)
 	return r
 }
 
-// finishSessions marks sessions without leases left as ended.
+// wipeDirs marks every session dir revoked and removes it, a few at a
+// time, each under its session lock (a start still writing its dir
+// finishes first, so its dir is wiped too).
+func (b *Broker) wipeDirs(ss []leases.Session) {
+	work := make(chan leases.Session)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for s := range work {
+				unlock := b.lock(s.ID)
+				_ = b.env.MarkRevoked(s.ID)
+				if err := b.env.Remove(s.ID); err != nil {
+					b.log.Error("remove session dir", "session", s.ID, "err", err)
+				}
+				unlock()
+			}
+		})
+	}
+	for _, s := range ss {
+		work <- s
+	}
+	close(work)
+	wg.Wait()
+}
+
+// deleteLeases forgets leases a provider revoked wholesale, in one
+// transaction when the store can.
+func (b *Broker) deleteLeases(ctx context.Context, ls []leases.Lease) {
+	if bs, ok := b.store.(leases.Batcher); ok {
+		ids := make([]string, len(ls))
+		for i, l := range ls {
+			ids[i] = l.ID
+		}
+		if err := bs.DeleteLeases(ctx, ids); err != nil {
+			b.log.Error("delete revoked leases", "count", len(ids), "err", err)
+		}
+		return
+	}
+	for _, l := range ls {
+		if err := b.store.DeleteLease(ctx, l.ID); err != nil {
+			b.log.Error("delete revoked lease", "lease", l.ID, "err", err)
+		}
+	}
+}
+
+// finishSessions marks sessions without leases left as ended (in one
+// transaction when the store can).
 func (b *Broker) finishSessions(ctx context.Context, ss []leases.Session, reason string) {
+	if bs, ok := b.store.(leases.Batcher); ok && len(ss) > 1 {
+		ids := make([]string, len(ss))
+		roles := make(map[string]string, len(ss))
+		for i, s := range ss {
+			ids[i], roles[s.ID] = s.ID, s.Role
+		}
+		ended, err := bs.FinishSessions(ctx, ids, reason, b.now())
+		if err != nil {
+			b.log.Error("finish sessions", "count", len(ids), "err", err)
+			return
+		}
+		for _, id := range ended {
+			b.record(Event{Event: EvSessionEnd, Session: id, Role: roles[id], Reason: reason})
+			b.locks.Delete(id)
+		}
+		return
+	}
 	for _, s := range ss {
 		unlock := b.lock(s.ID)
 		ls, err := b.store.ListLeases(ctx, s.ID)

@@ -66,6 +66,9 @@ type ProviderResult struct {
 	Revoked int    `json:"revoked"`
 	Pending int    `json:"pending"`
 	Error   string `json:"error,omitempty"`
+	// RevokedIn is the time from the start of revoke --all until this
+	// provider's server rejected everything it had issued.
+	RevokedIn time.Duration `json:"revoked_in_ns"`
 }
 
 // RevokeReport is what revoke --all (or revoke SESSION) did.
@@ -77,6 +80,10 @@ type RevokeReport struct {
 	Pending   []LeaseInfo      `json:"pending"`
 	Complete  bool             `json:"complete"`
 	Duration  string           `json:"duration"`
+	// RevokedIn is the time until the last provider finished revoking.
+	RevokedIn time.Duration `json:"revoked_in_ns"`
+	// WipedIn is the time until every session dir was gone.
+	WipedIn time.Duration `json:"wiped_in_ns"`
 }
 
 func sessionInfo(s leases.Session, ls []leases.Lease) SessionInfo {

@@ -148,3 +148,16 @@ type Store interface {
 // rather than for a session (for example a Vault epoch token). No session row
 // exists for it.
 const BrokerSessionID = "_broker"
+
+// Batcher is implemented by stores that can settle many records in one
+// transaction; revoke --all uses it so that its bookkeeping does not grow
+// with one commit per session. Callers fall back to the one-by-one methods
+// when a store lacks it.
+type Batcher interface {
+	// DeleteLeases removes the leases with ids (missing ones are ignored).
+	DeleteLeases(ctx context.Context, ids []string) error
+	// FinishSessions marks each of ids that is not ended yet as ended (if
+	// it has no lease left) or ending, keeping an earlier end reason and
+	// time, and returns the ids it marked ended.
+	FinishSessions(ctx context.Context, ids []string, reason string, at time.Time) (ended []string, err error)
+}

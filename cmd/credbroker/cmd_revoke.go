@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -62,10 +65,13 @@ status is 0 only when nothing issued is left valid.`,
 }
 
 func runRevokeAll(ctx context.Context, g *globalOpts, o *revokeOpts) error {
+	stop := func() {}
 	if o.output == "text" {
 		fmt.Fprintln(g.errOut, "declaring incident and revoking every credential...")
+		stop = progress(g.errOut, "revoking")
 	}
 	rep, err := g.client().RevokeAll(ctx, o.reason)
+	stop()
 	if err != nil && !errors.Is(err, broker.ErrPending) {
 		return err
 	}
@@ -76,9 +82,10 @@ func runRevokeAll(ctx context.Context, g *globalOpts, o *revokeOpts) error {
 		return err
 	}
 	fmt.Fprintf(g.out, "incident declared: %s\n", rep.Reason)
-	fmt.Fprintf(g.out, "sessions wiped: %d (in %s)\n", rep.Sessions, rep.Duration)
+	fmt.Fprintf(g.out, "sessions wiped: %d; servers rejected everything after %s; done in %s\n",
+		rep.Sessions, rep.RevokedIn.Round(time.Millisecond), rep.Duration)
 	for _, p := range rep.Providers {
-		line := fmt.Sprintf("  %-8s %-10s revoked %d", p.Provider, p.Method, p.Revoked)
+		line := fmt.Sprintf("  %-8s %-10s revoked %d in %s", p.Provider, p.Method, p.Revoked, p.RevokedIn.Round(time.Millisecond))
 		if p.Pending > 0 {
 			line += fmt.Sprintf(", PENDING %d", p.Pending)
 		}
@@ -93,4 +100,31 @@ func runRevokeAll(ctx context.Context, g *globalOpts, o *revokeOpts) error {
 	}
 	printLeases(g.out, rep.Pending)
 	return err
+}
+
+// progress shows elapsed time on a terminal until the returned stop is
+// called; elsewhere it prints nothing.
+func progress(w io.Writer, what string) func() {
+	f, ok := w.(*os.File)
+	if !ok || !isTerminal(f) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprintf(w, "\r%s... %s\n", what, time.Since(start).Round(time.Millisecond))
+				return
+			case <-t.C:
+				fmt.Fprintf(w, "\r%s... %s", what, time.Since(start).Round(100*time.Millisecond))
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }

@@ -162,6 +162,8 @@ func (g *globalOpts) logger() (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(g.errOut, opts)), nil
 }
 
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
 // socketPath resolves the daemon socket for client commands: --socket,
 // $CREDBROKER_SOCKET, the config's broker.socket, the default. A config the
 // user named explicitly (--config or $CREDBROKER_CONFIG) must load.

@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) leases.Store) {
 	t.Helper()
 	groups := []group{
 		{"Sessions", sessionTests},
+		{"Batch", nil}, // filled below when the store is a leases.Batcher
 		{"Intents", intentTests},
 		{"Leases", leaseTests},
 		{"RecordLeases", recordTests},
@@ -35,7 +36,18 @@ func Run(t *testing.T, open func(t *testing.T) leases.Store) {
 		{"Concurrency", concurrencyTests},
 		{"Context", contextTests},
 	}
-	for _, g := range groups {
+	for i, g := range groups {
+		if g.name == "Batch" {
+			probe := open(t)
+			_, ok := probe.(leases.Batcher)
+			if err := probe.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			if !ok {
+				continue
+			}
+			groups[i].tests, g.tests = batchTests, batchTests
+		}
 		t.Run(g.name, func(t *testing.T) {
 			for _, tc := range g.tests {
 				t.Run(tc.name, func(t *testing.T) {
