@@ -23,6 +23,7 @@ testbins:
 	@scripts/install-deps.sh
 	@scripts/build-vault.sh >/dev/null
 	@scripts/build-minio.sh >/dev/null
+	@scripts/build-kube.sh >/dev/null
 
 ## test: every test, integration tests against the real Vault included, under -race
 test: testbins vet

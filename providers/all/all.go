@@ -10,6 +10,7 @@ import (
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers"
 	"github.com/credbroker/credbroker/providers/awssts"
+	"github.com/credbroker/credbroker/providers/kube"
 	"github.com/credbroker/credbroker/providers/vault"
 )
 
@@ -36,6 +37,17 @@ func Build(ctx context.Context, cfg *configs.Config, ledger leases.Store, log *s
 		}
 		if err := p.Check(ctx); err != nil {
 			log.Warn("aws is not ready; sessions that need it will fail until it is", "err", err)
+		}
+		reg.Register(p)
+	}
+	if cfg.Providers.Kube != nil {
+		p, err := kube.New(*cfg.Providers.Kube, cfg.Roles, log)
+		if err != nil {
+			return nil, err
+		}
+		// Check also brings the inline-rule Roles in step with the config.
+		if err := p.Check(ctx); err != nil {
+			log.Warn("kube is not ready; sessions that need it will fail until it is", "err", err)
 		}
 		reg.Register(p)
 	}

@@ -1,0 +1,38 @@
+package kube
+
+import (
+	"fmt"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/credbroker/credbroker/internal/secret"
+)
+
+const kubeContext = "credbroker"
+
+// renderKubeconfig writes the session's kube/config: the cluster's address
+// and CA, the role's namespace as the default, and a user that reads
+// tokenFile "token". The path is relative on purpose: client-go resolves
+// relative paths in a kubeconfig against the kubeconfig file's directory
+// (clientcmd.ResolveLocalPaths), so it works wherever the session dir is
+// mounted and never points outside it. No exec plugin, no other file.
+func renderKubeconfig(c Cluster, namespace, user string) (secret.Value, error) {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[kubeContext] = &clientcmdapi.Cluster{
+		Server:                   c.Server,
+		CertificateAuthorityData: c.CAData,
+		TLSServerName:            c.ServerName,
+		InsecureSkipTLSVerify:    c.Insecure,
+	}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{TokenFile: tokenFileRef}
+	cfg.Contexts[kubeContext] = &clientcmdapi.Context{Cluster: kubeContext, AuthInfo: user, Namespace: namespace}
+	cfg.CurrentContext = kubeContext
+	b, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return secret.Value{}, fmt.Errorf("kube: render kubeconfig: %w", err)
+	}
+	// Not a secret (the token is in its own file), but the session dir
+	// carries every file as a secret.Value.
+	return secret.FromBytes(b), nil
+}
