@@ -11,6 +11,7 @@ run() { printf '$ %s\n' "$*"; "$@"; }
 scripts/install-deps.sh
 VAULT=$(scripts/build-vault.sh)
 MINIO=$(scripts/build-minio.sh)
+KUBE_APISERVER=$(scripts/build-kube.sh)
 AWSCLI=/usr/bin/aws
 CB=$PWD/bin/credbroker
 
@@ -52,15 +53,29 @@ for b in agent-readable agent-other; do
 done
 echo "buckets agent-readable and agent-other created"
 
+say "Starting etcd and kube-apiserver (RBAC on) on 127.0.0.1"
+go build -o "$work/kubecluster" ./providers/kube/kubetest/cmd/kubecluster
+CREDBROKER_KUBE_APISERVER_BIN=$KUBE_APISERVER "$work/kubecluster" -kubeconfig "$work/kubeconfig" >"$work/kube.env" 2>"$work/kube.log" &
+pids+=($!)
+for _ in $(seq 300); do grep -q '^KUBE_SERVER=' "$work/kube.env" 2>/dev/null && break; sleep 0.2; done
+grep -q '^KUBE_SERVER=' "$work/kube.env" || { cat "$work/kube.log"; echo "FAIL: kube-apiserver did not start"; exit 1; }
+. "$work/kube.env"
+echo "kube-apiserver $KUBE_SERVER ready in ${KUBE_START_SECONDS}s: namespace agents with Role pod-reader;"
+echo "the broker's kubeconfig context holds only configs/examples/kube/broker-rbac.yaml"
+kadmin() { KUBECONFIG=$work/kubeconfig kubectl --context admin "$@"; }
+
 say "Writing a config from configs/examples/config.yaml, plus an AWS role against MinIO"
 sed -e "s#address: http://127.0.0.1:8200#address: $VAULT_ADDR#" \
     -e "s#token_env: VAULT_TOKEN#token_env: DEMO_BROKER_VAULT_TOKEN#" \
     -e "s#  \# runtime_dir: .*#  runtime_dir: $work/run#" \
     -e "s#  \# state_dir: .*#  state_dir: $work/state#" \
     -e "/^providers:/r configs/examples/demo/aws-minio-provider.yaml" \
+    -e "/^providers:/r configs/examples/demo/kube-provider.yaml" \
     configs/examples/config.yaml >"$work/config.yaml"
 sed -e "s#http://127.0.0.1:9000#$MINIO_URL#g" "$work/config.yaml" >"$work/config.tmp" && mv "$work/config.tmp" "$work/config.yaml"
 cat configs/examples/demo/aws-minio-role.yaml >>"$work/config.yaml"
+sed -i "s#/etc/credbroker/kubeconfig#$work/kubeconfig#" "$work/config.yaml"
+cat configs/examples/demo/kube-role.yaml >>"$work/config.yaml"
 export CREDBROKER_CONFIG=$work/config.yaml
 echo "config: $CREDBROKER_CONFIG (runtime_dir on $(stat -f -c %T "$base"))"
 
@@ -119,6 +134,32 @@ fi
 echo "rejected: the session's STS credentials were revoked at MinIO"
 rm -f "$work/kept-aws.json"
 
+say "A Kubernetes session (role agent-k8s): kubectl with only the session's KUBECONFIG"
+cat >"$work/agent-k8s.sh" <<'SH'
+set -u
+echo "KUBECONFIG=$KUBECONFIG"
+echo "identity: $(kubectl auth whoami -o jsonpath='{.status.userInfo.username}')"
+echo "--- allowed: list pods in namespace agents"
+kubectl get pods
+echo "--- denied: secrets, and pods in another namespace"
+kubectl get secrets 2>&1 | grep -o Forbidden | head -1
+kubectl get pods -n default 2>&1 | grep -o Forbidden | head -1
+mkdir -p "$DEMO_KEEP" && cp "$CREDBROKER_SESSION_DIR/kube/config" "$CREDBROKER_SESSION_DIR/kube/token" "$DEMO_KEEP/"
+SH
+DEMO_KEEP=$work/kept-kube PATH=/usr/bin:/bin run "$CB" session start --role agent-k8s -- sh "$work/agent-k8s.sh"
+say "...and after the session ended, kube-apiserver rejects its token"
+echo "(a token used in the last 10 s stays in kube-apiserver's token cache until that entry expires; docs/kubernetes.md)"
+kstart=$(date +%s.%N)
+for _ in $(seq 75); do
+  kout=$(KUBECONFIG=$work/kept-kube/config kubectl get pods 2>&1) || true
+  grep -q Unauthorized <<<"$kout" && break
+  sleep 0.2
+done
+grep -q Unauthorized <<<"$kout" || { echo "FAIL: the revoked Kubernetes token still works"; exit 1; }
+python3 -c "import sys,time; print('rejected (401) %.1f s after the session ended' % (time.time()-float(sys.argv[1])))" "$kstart"
+run kadmin -n agents get serviceaccounts,secrets,rolebindings -l app.kubernetes.io/managed-by=credbroker
+kubetok=$(cat "$work/kept-kube/token"); rm -rf "$work/kept-kube"
+
 say "Ending the session"
 run "$CB" session end "$id"
 say "The token is now rejected by Vault"
@@ -132,13 +173,15 @@ echo "session dir removed: $dir"
 
 say "Incident response: revoke --all"
 "$CB" session start --role agent-readonly >/dev/null
+"$CB" session start --role agent-k8s >/dev/null
 run "$CB" revoke --all --reason "demo incident"
 "$CB" session start --role agent-readonly || echo "(refused during the incident, as it should be)"
 run "$CB" incident clear
+run kadmin -n agents get serviceaccounts -l app.kubernetes.io/managed-by=credbroker
 
 say "Audit log (no secret values)"
 tail -n 6 "$work/state/audit.log"
-if grep -q -e "$token" -e "$ksk" -e "$ktok" -e "$MINIO_SECRET" "$work/state/audit.log" "$work/broker.log" "$work/state/leases.db"; then
+if grep -q -e "$token" -e "$ksk" -e "$ktok" -e "$kubetok" -e "${kubetok##*.}" -e "$MINIO_SECRET" "$work/state/audit.log" "$work/broker.log" "$work/state/leases.db" "$KUBE_AUDIT_LOG"; then
   echo "FAIL: a secret in the logs or the lease store"; exit 1
 fi
 say "demo finished"
