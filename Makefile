@@ -47,7 +47,9 @@ lint: $(GOLANGCI)
 
 ## bench: the benchmarks behind docs/performance.md
 bench: testbins
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./broker/... ./leases/... ./agentenv/...
+	$(GO) test -run '^$$' -bench 'StartSession|EndSession' -benchmem -benchtime=200x ./broker/
+	$(GO) test -run '^$$' -bench 'RevokeAll|VaultRevoke' -benchtime=1x -timeout 60m ./broker/
+	$(GO) test -run '^$$' -bench . -benchmem ./leases/... ./agentenv/...
 
 ## demo: a local Vault, the broker, a session from start to revocation
 demo: build
