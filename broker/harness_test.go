@@ -211,14 +211,17 @@ func (h *harness) awsCreds(si broker.SessionInfo) (id, secretKey, token string) 
 	if err != nil {
 		h.t.Fatalf("read aws credentials of %s: %v", si.ID, err)
 	}
-	var pc struct{ AccessKeyId, SecretAccessKey, SessionToken string }
+	var pc struct {
+		AccessKeyID                   string `json:"AccessKeyId"`
+		SecretAccessKey, SessionToken string
+	}
 	if err := json.Unmarshal(b, &pc); err != nil {
 		h.t.Fatal(err)
 	}
 	h.mu.Lock()
 	h.tokens = append(h.tokens, pc.SecretAccessKey, pc.SessionToken)
 	h.mu.Unlock()
-	return pc.AccessKeyId, pc.SecretAccessKey, pc.SessionToken
+	return pc.AccessKeyID, pc.SecretAccessKey, pc.SessionToken
 }
 
 // s3Works reports whether the credentials can read the readable bucket.

@@ -52,11 +52,14 @@ func newMinIOProvider(t *testing.T, srv *miniotest.Server) *awssts.Provider {
 // creds reads the credential_process JSON of a grant.
 func creds(t *testing.T, g providers.Grant) (id, secretKey, token string) {
 	t.Helper()
-	var pc struct{ AccessKeyId, SecretAccessKey, SessionToken, Expiration string }
+	var pc struct {
+		AccessKeyID                               string `json:"AccessKeyId"`
+		SecretAccessKey, SessionToken, Expiration string
+	}
 	if err := json.Unmarshal(g.Files[awssts.ProcessFile].Bytes(), &pc); err != nil {
 		t.Fatalf("credentials.json: %v", err)
 	}
-	return pc.AccessKeyId, pc.SecretAccessKey, pc.SessionToken
+	return pc.AccessKeyID, pc.SecretAccessKey, pc.SessionToken
 }
 
 func get(ctx context.Context, c *s3.Client, bucket string) error {
