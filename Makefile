@@ -31,7 +31,7 @@ test: testbins vet
 
 ## test-unit: tests that need no server
 test-unit:
-	$(GO) test -race -count=1 ./internal/... ./configs/... ./agentenv/... ./leases/...
+	$(GO) test -race -count=1 ./internal/... ./configs/... ./agentenv/... ./leases ./leases/sqlite/... ./leases/storetest/...
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -14,7 +14,6 @@ import (
 	"github.com/credbroker/credbroker/broker/guard"
 	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/leases"
-	"github.com/credbroker/credbroker/leases/sqlite"
 	"github.com/credbroker/credbroker/providers"
 )
 
@@ -43,9 +42,9 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 			return err
 		}
 	}
-	st, err := sqlite.Open(ctx, cfg.Store.Path)
+	st, err := openStore(ctx, cfg.Store)
 	if err != nil {
-		return fmt.Errorf("open lease store: %w", err)
+		return err
 	}
 	defer st.Close()
 	audit, err := OpenAudit(cfg.Broker.AuditLog)

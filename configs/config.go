@@ -39,10 +39,17 @@ type Broker struct {
 
 // Store selects the lease store.
 type Store struct {
-	// Driver is "sqlite" (default).
+	// Driver is "sqlite" (default) or "postgres" (fleet mode: brokers on
+	// many hosts share one database).
 	Driver string `yaml:"driver"`
-	// Path is the SQLite file (default StateDir/leases.db).
+	// Path is the SQLite file (default StateDir/leases.db); sqlite only.
 	Path string `yaml:"path"`
+	// DSNEnv names an environment variable holding the PostgreSQL DSN;
+	// postgres only. The DSN is never written in the config: it usually
+	// holds a password.
+	DSNEnv string `yaml:"dsn_env"`
+	// DSNFile is a file holding the PostgreSQL DSN; postgres only.
+	DSNFile string `yaml:"dsn_file"`
 }
 
 // Providers holds the broker's own connection to each backend.

@@ -32,7 +32,7 @@ func (c *Config) ApplyDefaults() {
 	if c.Store.Driver == "" {
 		c.Store.Driver = DefaultStoreDriver
 	}
-	if c.Store.Path == "" && c.Broker.StateDir != "" {
+	if c.Store.Path == "" && c.Store.Driver == DefaultStoreDriver && c.Broker.StateDir != "" {
 		c.Store.Path = filepath.Join(c.Broker.StateDir, "leases.db")
 	}
 	if v := c.Providers.Vault; v != nil {

@@ -74,12 +74,39 @@ func (s *Store) validate(ps *problems) {
 	p := fieldPath{"store"}
 	switch s.Driver {
 	case "sqlite":
-	case "postgres", "postgresql":
-		ps.add(p.with("driver"), "use sqlite", "postgres is not yet supported")
+		absPath(ps, p.with("path"), s.Path)
+		if s.DSNEnv != "" {
+			ps.add(p.with("dsn_env"), "remove it, or set driver: postgres", "only used by driver postgres")
+		}
+		if s.DSNFile != "" {
+			ps.add(p.with("dsn_file"), "remove it, or set driver: postgres", "only used by driver postgres")
+		}
+	case "postgres":
+		s.validatePostgres(ps, p)
+	case "postgresql":
+		ps.add(p.with("driver"), "write driver: postgres", "unknown driver %q", s.Driver)
 	default:
-		ps.add(p.with("driver"), "use sqlite (the only driver so far)", "unknown driver %q", s.Driver)
+		ps.add(p.with("driver"), "use sqlite (one host) or postgres (a fleet)", "unknown driver %q", s.Driver)
 	}
-	absPath(ps, p.with("path"), s.Path)
+}
+
+// validatePostgres requires exactly one DSN source; the DSN itself never
+// sits in the file, as it usually holds a password.
+func (s *Store) validatePostgres(ps *problems, p fieldPath) {
+	if s.Path != "" {
+		ps.add(p.with("path"), "remove it: the DSN names the database", "only used by driver sqlite")
+	}
+	switch {
+	case s.DSNEnv == "" && s.DSNFile == "":
+		ps.add(p, "set dsn_env to an environment variable, or dsn_file to a file, holding the DSN",
+			"driver postgres needs a DSN")
+	case s.DSNEnv != "" && s.DSNFile != "":
+		ps.add(p.with("dsn_file"), "keep only one of dsn_env and dsn_file", "both dsn_env and dsn_file are set")
+	}
+	if s.DSNEnv != "" {
+		envVar(ps, p.with("dsn_env"), s.DSNEnv)
+	}
+	absPath(ps, p.with("dsn_file"), s.DSNFile)
 }
 
 // absPath requires a set path to be absolute: the daemon's working directory

@@ -98,8 +98,6 @@ func TestValidateRules(t *testing.T) {
 			"broker.audit_log", "not an absolute path", "use an absolute path"},
 		{"store path relative", "store:\n  path: leases.db " + marker + "\n" + vaultProv + roleR,
 			"store.path", "not an absolute path", "use an absolute path"},
-		{"store postgres", "store:\n  driver: postgres " + marker + "\n" + vaultProv + roleR,
-			"store.driver", "postgres is not yet supported", "use sqlite"},
 		{"store unknown driver", "store:\n  driver: mysql " + marker + "\n" + vaultProv + roleR,
 			"store.driver", `unknown driver "mysql"`, "use sqlite"},
 	}
@@ -123,7 +121,7 @@ func TestValidateStateDirWithoutHome(t *testing.T) {
 
 func TestLoadReportsEveryProblemInFileOrder(t *testing.T) {
 	isolateEnv(t)
-	yaml := "store:\n  driver: postgres\n" + vaultProv + "roles:\n  r:\n    ttl: 0s\n    max_ttl: 13h\n    vault:\n      policies: [root]\n"
+	yaml := "store:\n  driver: mysql\n" + vaultProv + "roles:\n  r:\n    ttl: 0s\n    max_ttl: 13h\n    vault:\n      policies: [root]\n"
 	_, err := Load(writeConfig(t, yaml))
 	fes := fieldErrors(t, err)
 	var got []string

@@ -3,6 +3,12 @@
 #   awscli            the official AWS CLI, a client credbroker did not write
 #   etcd-server       etcd for the test kube-apiserver
 #   kubernetes-client kubectl, a client credbroker did not write
+#   postgresql        the server behind the fleet lease store's tests
+#                     (leases/postgres/pgtest runs initdb and postgres)
+#   busybox-static    a static shell and tools for the FROM scratch sandbox
+#                     test image (scripts/build-sandbox-image.sh)
+#   docker-compose    the compose tool, when a Docker Engine is installed
+#                     and no compose tool is (sandbox tests run compose)
 # Only what is missing is installed; needs root (or sudo) and Debian's apt.
 set -euo pipefail
 missing=()
@@ -11,6 +17,15 @@ dpkg -s awscli >/dev/null 2>&1 || missing+=(awscli)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 # Any kubectl will do (some images ship one from another package).
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+# Debian keeps initdb and postgres in /usr/lib/postgresql/<version>/bin,
+# off $PATH; pgtest looks there first.
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || command -v postgres >/dev/null 2>&1 ||
+  missing+=(postgresql)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+if command -v docker >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1 &&
+  ! docker compose version >/dev/null 2>&1; then
+  missing+=(docker-compose)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${missing[*]}" >&2
 SUDO=""
