@@ -10,7 +10,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export CREDBROKER_TESTBIN := $(TESTBIN)
 
-.PHONY: all build testbins test test-unit lint bench demo fmt vet clean
+.PHONY: all build testbins test test-unit lint bench demo fmt vet clean fuzz fuzz-short
 
 all: build
 
@@ -44,6 +44,18 @@ $(GOLANGCI):
 
 lint: $(GOLANGCI)
 	$(GOLANGCI) run ./...
+
+# Fuzz targets: package and function (seed corpora are the f.Add calls).
+FUZZ_TARGETS := configs:FuzzParse agentenv:FuzzParseEnv agentenv:FuzzLoadSession \
+	broker:FuzzDecodeRequest broker:FuzzVerifyAudit broker/guard:FuzzScan broker/guard:FuzzParseDiff
+FUZZTIME ?= 5s
+
+## fuzz-short: a few seconds per fuzz target (CI); `make fuzz FUZZTIME=10m` for a long run
+fuzz-short fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg >/tmp/credbroker-fuzz.log 2>&1 || { cat /tmp/credbroker-fuzz.log; exit 1; }; \
+	done
 
 ## bench: the benchmarks behind docs/performance.md
 bench: testbins

@@ -98,3 +98,5 @@ func TestAuditTamperingDetected(t *testing.T) {
 		t.Fatal("truncation not detected against the anchored head")
 	}
 }
+
+func readFile(p string) ([]byte, error) { return os.ReadFile(p) }
