@@ -457,7 +457,7 @@ func TestE2EIncident(t *testing.T) {
 			t.Fatalf("revoke --all output lacks %q: %s", want, r)
 		}
 	}
-	if !regexp.MustCompile(`(?m)^\s+vault\s+revoke-all\s+revoked [1-9]\d*$`).MatchString(r.stdout) {
+	if !regexp.MustCompile(`(?m)^\s+vault\s+revoke-all\s+revoked [1-9]\d* in \d+(\.\d+)?(ms|s|µs)$`).MatchString(r.stdout) {
 		t.Fatalf("revoke --all output lacks the vault summary line: %s", r)
 	}
 	for _, s := range []struct {
