@@ -48,9 +48,11 @@ lint: $(GOLANGCI)
 # Fuzz targets: package and function (seed corpora are the f.Add calls).
 FUZZ_TARGETS := configs:FuzzParse agentenv:FuzzParseEnv agentenv:FuzzLoadSession \
 	broker:FuzzDecodeRequest broker:FuzzVerifyAudit broker/guard:FuzzScan broker/guard:FuzzParseDiff
-FUZZTIME ?= 5s
+# An execution count, not a duration: a duration can end while a worker is
+# busy and the fuzz engine then fails with "context deadline exceeded".
+FUZZTIME ?= 2000x
 
-## fuzz-short: a few seconds per fuzz target (CI); `make fuzz FUZZTIME=10m` for a long run
+## fuzz-short: 2,000 executions per fuzz target (CI); `make fuzz FUZZTIME=10m` for a long run
 fuzz-short fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
