@@ -179,6 +179,26 @@ run "$CB" revoke --all --reason "demo incident"
 run "$CB" incident clear
 run kadmin -n agents get serviceaccounts -l app.kubernetes.io/managed-by=credbroker
 
+say "An agent in a Docker sandbox: credbroker run"
+# The sandbox sees only the project dir (rw) and the session dir (ro, at
+# /run/credbroker), runs as a non-root uid with no network, and the session
+# ends (token revoked) when it exits. docs/sandbox.md has the recipes.
+if command -v docker >/dev/null 2>&1 && docker version >/dev/null 2>&1 && [ -x /bin/busybox ]; then
+  scripts/build-sandbox-image.sh >/dev/null
+  mkdir -p "$work/project"
+  [ "$(id -u)" -ne 0 ] || chown 65534:65534 "$work/project"
+  sandbox_start=$(date +%s.%N)
+  run "$CB" --log-level warn run --role agent-readonly --sandbox docker --project "$work/project" -- sh -c '
+    echo "agent: uid $(id -u), HOME=$HOME, in $(pwd), sees $(ls / | tr "\n" " ")"
+    echo "agent: can read its token: $(wc -c < /run/credbroker/vault/token) bytes in /run/credbroker/vault/token"
+    if touch /run/credbroker/x 2>/dev/null; then echo "agent: WROTE the session dir"; else echo "agent: cannot write the session dir (read-only mount)"; fi
+    if wget -q -O- "$VAULT_ADDR/v1/sys/health" >/dev/null 2>&1; then echo "agent: REACHED $VAULT_ADDR"; else echo "agent: no network: cannot reach $VAULT_ADDR"; fi
+    [ -e ~/.aws ] || echo "agent: no host home (no ~/.aws)"'
+  python3 -c "import sys,time; print('(session start + sandbox + session end: %.2f s)' % (time.time()-float(sys.argv[1])))" "$sandbox_start"
+else
+  echo "sandbox part skipped: no container engine available (docker version failed, or busybox-static is missing: scripts/install-deps.sh)"
+fi
+
 say "Audit log (no secret values)"
 tail -n 6 "$work/state/audit.log"
 if grep -q -e "$token" -e "$ksk" -e "$ktok" -e "$kubetok" -e "${kubetok##*.}" -e "$MINIO_SECRET" "$work/state/audit.log" "$work/broker.log" "$work/state/leases.db" "$KUBE_AUDIT_LOG"; then

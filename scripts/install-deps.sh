@@ -5,6 +5,7 @@
 #   kubernetes-client kubectl, a client credbroker did not write
 #   postgresql        the server behind the fleet lease store's tests
 #                     (leases/postgres/pgtest runs initdb and postgres)
+#   bubblewrap        the bwrap sandbox (credbroker run --sandbox bwrap)
 #   busybox-static    a static shell and tools for the FROM scratch sandbox
 #                     test image (scripts/build-sandbox-image.sh)
 #   docker-compose    the compose tool, when a Docker Engine is installed
@@ -22,6 +23,8 @@ command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || command -v postgres >/dev/null 2>&1 ||
   missing+=(postgresql)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+# bubblewrap, for `credbroker run --sandbox bwrap` and its tests.
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 if command -v docker >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1 &&
   ! docker compose version >/dev/null 2>&1; then
   missing+=(docker-compose)

@@ -42,7 +42,7 @@ const exitHelp = `Exit status:
   7  no such session or role
   8  (exec) the session dir is missing, expired, revoked or writable
   9  (guard scan) credentials the broker issued were found
-  With 'exec' and 'session start -- CMD', the command's own exit status.`
+  With 'exec', 'run' and 'session start -- CMD', the command's own exit status.`
 
 // globalOpts are flags every command shares.
 type globalOpts struct {
@@ -141,6 +141,8 @@ revokes them when the session ends, expires, or an incident is declared.
 		newIncidentCmd(g),
 		newStatusCmd(g),
 		newExecCmd(g),
+		newRunCmd(g),
+		newSandboxCmd(g),
 		newConfigCmd(g),
 		newAuditCmd(g),
 		newGuardCmd(g),

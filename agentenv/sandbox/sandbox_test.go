@@ -1,0 +1,202 @@
+package sandbox
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+// spec is a typical session of a non-root user.
+func spec(e Engine) Spec {
+	return Spec{
+		Engine:     e,
+		SessionDir: "/run/user/1000/credbroker/sessions/s-abcdefghijklmnop",
+		SessionID:  "s-abcdefghijklmnop",
+		Project:    "/home/alice/src/app",
+		Image:      DefaultImage,
+		UID:        1000, GID: 1000,
+		Binary:   "/usr/local/bin/credbroker",
+		Name:     "credbroker-s-abcdefghijklmnop",
+		Rootless: true,
+		Argv:     []string{"sh", "-c", `echo "$HOME" it's`},
+	}
+}
+
+// render shows a plan: its environment, then one argument per line, then
+// the shell line `sandbox args` prints.
+func render(p Plan) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "inherit_env: %v\nenv: %q\npass_env: %q\nset_uid: %d:%d\nargv:\n", p.InheritEnv, p.Env, p.PassEnv, p.SetUID, p.SetGID)
+	for _, a := range p.Argv {
+		fmt.Fprintf(&b, "  %q\n", a)
+	}
+	fmt.Fprintf(&b, "shell:\n%s\n", p.Shell())
+	return b.Bytes()
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(p, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from its golden file (go test -update if intended)\ngot:\n%s\nwant:\n%s", name, got, want)
+	}
+}
+
+func TestPlanGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Spec)
+	}{
+		{"docker", func(s *Spec) { s.Engine = Docker }},
+		{"docker-host-keep-tty-noproject", func(s *Spec) {
+			s.Network, s.KeepEnv, s.TTY, s.Project = "host", []string{"ANTHROPIC_API_KEY", "NPM_TOKEN"}, true, ""
+		}},
+		{"docker-network-name", func(s *Spec) { s.Network = "agents_net" }},
+		{"podman-rootless", func(s *Spec) { s.Engine = Podman }},
+		{"podman-root", func(s *Spec) { s.Engine, s.Rootless, s.UID, s.GID = Podman, false, 65534, 65534 }},
+		{"bwrap-rootless", func(s *Spec) { s.Engine, s.Image = Bwrap, "" }},
+		{"bwrap-root-host-keep", func(s *Spec) {
+			s.Engine, s.Image, s.Rootless, s.UID, s.GID, s.Network, s.KeepEnv, s.Project = Bwrap, "", false, 65534, 65534, "host", []string{"ANTHROPIC_API_KEY"}, ""
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := spec(Docker)
+			tc.mod(&s)
+			p, err := s.Plan()
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, tc.name+".golden", render(p))
+		})
+	}
+}
+
+func TestComposeGolden(t *testing.T) {
+	s := spec(Compose)
+	s.Name = "agent"
+	y, err := ComposeService(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "compose.golden", y)
+
+	s.Network, s.KeepEnv, s.Project = "agents_net", []string{"ANTHROPIC_API_KEY"}, ""
+	s.Argv = []string{"sh", "-c", "echo ${HOME} $$ \"quoted\" \\ \u00e9\n"}
+	y, err = ComposeService(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "compose-network-keep.golden", y)
+
+	if _, err := spec(Compose).Plan(); !errors.Is(err, ErrInvalid) {
+		t.Errorf("compose Plan: %v, want ErrInvalid (compose has no command line)", err)
+	}
+	if _, err := ComposeService(spec(Docker)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("ComposeService(docker): %v, want ErrInvalid", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Spec)
+		msg  string
+	}{
+		{"engine", func(s *Spec) { s.Engine = "lxc" }, `engine "lxc"`},
+		{"root", func(s *Spec) { s.UID = 0 }, "never runs as root"},
+		{"gid", func(s *Spec) { s.GID = -1 }, "gid -1"},
+		{"image missing", func(s *Spec) { s.Image = "" }, "image"},
+		{"image option", func(s *Spec) { s.Image = "--privileged" }, "image"},
+		{"relative session dir", func(s *Spec) { s.SessionDir = "sessions/s-x" }, "session dir"},
+		{"unclean binary", func(s *Spec) { s.Binary = "/usr/bin/../bin/credbroker" }, "credbroker binary"},
+		{"comma in project", func(s *Spec) { s.Project = "/src/a,readonly=false" }, "project dir"},
+		{"network container", func(s *Spec) { s.Network = "container:other" }, "network"},
+		{"network option", func(s *Spec) { s.Network = "--privileged" }, "network"},
+		{"bwrap network", func(s *Spec) { s.Engine, s.Network = Bwrap, "agents" }, "bubblewrap can only"},
+		{"name", func(s *Spec) { s.Name = "-x" }, "name"},
+		{"keep-env", func(s *Spec) { s.KeepEnv = []string{"A=B"} }, "keep-env"},
+		{"no command", func(s *Spec) { s.Argv = nil }, "no command"},
+	} {
+		s := spec(Docker)
+		tc.mod(&s)
+		err := s.Validate()
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: %v, want ErrInvalid mentioning %q", tc.name, err, tc.msg)
+		}
+	}
+	bw := spec(Bwrap)
+	bw.Project = "/src/a,b" // bwrap takes paths as separate arguments
+	if err := bw.Validate(); err != nil {
+		t.Errorf("bwrap with a comma in a path: %v", err)
+	}
+}
+
+func TestCheckProject(t *testing.T) {
+	for _, tc := range []struct {
+		dir, home string
+		ok        bool
+	}{
+		{"/home/alice/src/app", "/home/alice", true},
+		{"/srv/app", "/root", true},
+		{"/home/alice..x", "/home/alice", true},
+		{"/", "/home/alice", false},
+		{"/home/alice", "/home/alice", false},
+		{"/home", "/home/alice", false},
+		{"/home/alice/src", "", true},
+	} {
+		err := CheckProject(tc.dir, tc.home)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckProject(%q, home %q) = %v, want ok=%v", tc.dir, tc.home, err, tc.ok)
+		}
+	}
+}
+
+// TestCheckReachable reads mode bits only, so it needs no other uid.
+func TestCheckReachable(t *testing.T) {
+	base := t.TempDir()
+	closed := filepath.Join(base, "closed", "sessions", "s-x")
+	open := filepath.Join(base, "open", "sessions", "s-x")
+	for _, d := range []string{closed, open} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, mode := range map[string]os.FileMode{
+		filepath.Dir(base): 0o711, base: 0o711, filepath.Join(base, "closed"): 0o700, filepath.Join(base, "open"): 0o711,
+		filepath.Dir(open): 0o711, filepath.Dir(closed): 0o711, closed: 0o500,
+	} {
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const other = 54321 // owns nothing here
+	err := CheckReachable(closed, other, other)
+	if !errors.Is(err, ErrEngine) || !strings.Contains(err.Error(), "mode 0700") || !strings.Contains(err.Error(), "chmod 0711") {
+		t.Errorf("through a 0700 dir: %v", err)
+	}
+	if err := CheckReachable(open, other, other); err != nil {
+		t.Errorf("through 0711 dirs to a 0755 dir: %v", err)
+	}
+	if err := os.Chmod(filepath.Join(base, "closed"), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckReachable(closed, other, other); err == nil || !strings.Contains(err.Error(), "cannot read") {
+		t.Errorf("a 0500 dir of another uid: %v", err)
+	}
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/credbroker/credbroker/agentenv/sandbox"
+	"github.com/credbroker/credbroker/broker"
+)
+
+type agentRunOpts struct {
+	role, ttl string
+	sandboxOpts
+	uid   int
+	grace time.Duration
+	argv  []string
+}
+
+func newRunCmd(g *globalOpts) *cobra.Command {
+	o := &agentRunOpts{}
+	cmd := &cobra.Command{
+		Use:   "run --role ROLE [--sandbox docker|bwrap] [--image IMG] [--project DIR] [--network none|host|NAME] [--keep-env NAME] -- CMD ARGS...",
+		Short: "Run an agent command in a sandbox with a session; end the session when it exits",
+		Long: `Start a session, start a sandbox that sees only the project dir (read-write,
+at /workspace) and the session dir (read-only, at /run/credbroker), and run
+'credbroker exec -- CMD' in it from a static credbroker binary mounted at
+/credbroker. The sandbox runs as the session's non-root uid, without
+capabilities, with no-new-privileges, a read-only root, a tmpfs /tmp (also
+$HOME) and no network unless --network says otherwise. No host variable
+reaches it but those named with --keep-env.
+
+The session ends, revoking every credential, when the sandbox exits for any
+reason: the command exits, the container or process is killed, or this
+command gets SIGINT/SIGTERM/SIGHUP (forwarded to the agent; the sandbox is
+killed --grace later if it is still running). The exit status is the
+command's (128+signal when a signal ended it).
+
+Sandboxes: docker (any local image; never pulled) and bwrap (bubblewrap:
+the host's /usr read-only; needs unprivileged user namespaces). For Podman
+and docker compose, print the arguments with 'credbroker sandbox args'.
+
+The session's uid (--uid) is yours, or 65534 (nobody) when you are root: the
+sandbox never runs as root.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.role == "" {
+				return usagef("--role is required (see the roles in your config)")
+			}
+			argv, err := commandAfterDash(cmd, args, "credbroker run --role ROLE -- CMD ARGS")
+			if err != nil {
+				return err
+			}
+			o.argv = argv
+			if o.ttl != "" {
+				if _, err := time.ParseDuration(o.ttl); err != nil {
+					return usagef("--ttl %q is not a duration; use a value like 20m or 1h", o.ttl)
+				}
+			}
+			switch sandbox.Engine(o.engine) {
+			case sandbox.Docker, sandbox.Bwrap:
+			case sandbox.Podman, sandbox.Compose:
+				return usagef("--sandbox %s: run supports docker and bwrap; for %s print the arguments with 'credbroker sandbox args --engine %s'", o.engine, o.engine, o.engine)
+			default:
+				return usagef("--sandbox %q: use docker or bwrap", o.engine)
+			}
+			if !cmd.Flags().Changed("uid") {
+				o.uid = defaultSandboxUID()
+			}
+			return runRun(cmd.Context(), g, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.role, "role", "", "role to start the session for (required)")
+	f.StringVar(&o.ttl, "ttl", "", "session lifetime, e.g. 20m (default: the role's ttl)")
+	f.StringVar(&o.engine, "sandbox", string(sandbox.Docker), "sandbox engine: docker or bwrap")
+	f.IntVar(&o.uid, "uid", 0, "non-root uid the session and the sandbox run as (default: yours; 65534 when you are root)")
+	f.DurationVar(&o.grace, "grace", sandbox.DefaultGrace, "time the agent has to exit after a forwarded signal before the sandbox is killed")
+	o.addFlags(f)
+	return cmd
+}
+
+func runRun(ctx context.Context, g *globalOpts, o *agentRunOpts) (err error) {
+	log, err := g.logger()
+	if err != nil {
+		return err
+	}
+	spec, err := o.spec(o.engine, o.uid, o.argv)
+	if err != nil {
+		return err
+	}
+	spec.TTY = sandbox.IsTerminal(g.in, g.out)
+	// Everything but the session dir, which does not exist yet, is checked
+	// before any credential is minted.
+	probe := spec
+	probe.SessionDir, probe.Name = sandbox.SessionMount, "probe"
+	if err := probe.Validate(); err != nil {
+		return usageError{err}
+	}
+	if err := sandbox.Preflight(ctx, spec); err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c := g.client()
+	uid := o.uid
+	si, err := c.StartSession(context.WithoutCancel(ctx), broker.StartRequest{Role: o.role, TTL: o.ttl, UID: &uid})
+	if err != nil {
+		return err
+	}
+	reason := "sandbox exited"
+	defer func() {
+		if endErr := endSession(ctx, g, c, si.ID, reason); endErr != nil && err == nil {
+			err = endErr
+		}
+	}()
+	spec.SessionDir, spec.SessionID, spec.Name = si.Dir, si.ID, "credbroker-"+si.ID
+	log.Info("sandbox: starting", "session", si.ID, "role", si.Role, "sandbox", o.engine, "project", spec.Project, "network", spec.Network)
+	code, err := sandbox.Run(ctx, spec, sandbox.Options{
+		Stdin: g.in, Stdout: g.out, Stderr: g.errOut, Signals: sigs, Grace: o.grace, Logger: log,
+	})
+	if err != nil {
+		reason = "sandbox failed: " + err.Error()
+		return err
+	}
+	reason = fmt.Sprintf("sandbox exited with status %d", code)
+	if code != 0 {
+		return exitCoder{code}
+	}
+	return nil
+}
+
+// endSession ends a session with a context that outlives ours (we may be
+// ending because of a signal) and says so on stderr.
+func endSession(ctx context.Context, g *globalOpts, c *broker.Client, id, reason string) error {
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if _, err := c.EndSession(ectx, id, reason); err != nil {
+		fmt.Fprintf(g.errOut, "credbroker: ending session %s: %v\n", id, err)
+		return err
+	}
+	fmt.Fprintf(g.errOut, "credbroker: session %s ended, credentials revoked\n", id)
+	return nil
+}
+
+// defaultSandboxUID is the caller's uid, or nobody's when the caller is
+// root: a sandbox never runs as root.
+func defaultSandboxUID() int {
+	if u := os.Getuid(); u != 0 {
+		return u
+	}
+	return 65534
+}
