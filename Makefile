@@ -63,6 +63,7 @@ fuzz-short fuzz:
 bench: testbins
 	$(GO) test -run '^$$' -bench 'StartSession|EndSession' -benchmem -benchtime=200x ./broker/
 	$(GO) test -run '^$$' -bench 'RevokeAll|VaultRevoke' -benchtime=1x -timeout 60m ./broker/
+	$(GO) test -run '^$$' -bench 'FleetRevokeAll' -benchtime=1x -timeout 30m ./cmd/credbroker/
 	$(GO) test -run '^$$' -bench . -benchmem ./leases/... ./agentenv/...
 
 ## demo: a local Vault, the broker, a session from start to revocation

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/credbroker/credbroker/agentenv"
@@ -51,6 +52,11 @@ type Options struct {
 	Now func() time.Time
 	// Hooks are failpoints for crash tests; nil in production.
 	Hooks Hooks
+	// HostID names this broker among those sharing the store (fleet
+	// mode): it owns the sessions it starts, and its loops, reconciler and
+	// incident handling touch only those. Empty for a single broker: every
+	// session in the store is its own.
+	HostID string
 }
 
 // Hooks lets tests stop the broker at exact steps.
@@ -70,10 +76,22 @@ type Broker struct {
 	log   *slog.Logger
 	now   func() time.Time
 	hooks Hooks
+	host  string
 
 	locks sync.Map // session id → *sync.Mutex
 
 	lastPrune time.Time // of the guard's fingerprints
+
+	cache   sessionCache // own live sessions, for when the store is away
+	backlog backlog      // what to record once the store is back
+
+	// revokingAll counts RevokeAll calls running here: the incident notice
+	// that this broker's own RevokeAll causes needs no second pass.
+	revokingAll atomic.Int32
+	// notices wakes the incident worker (capacity 1: notices coalesce),
+	// which handles lastNotice.
+	notices    chan struct{}
+	lastNotice atomic.Pointer[leases.Incident]
 }
 
 // New returns a Broker.
@@ -81,6 +99,7 @@ func New(o Options) *Broker {
 	b := &Broker{
 		cfg: o.Config, store: o.Store, provs: o.Providers, env: o.Env,
 		audit: o.Audit, guard: o.Guard, log: o.Logger, now: o.Now, hooks: o.Hooks,
+		host: o.HostID, notices: make(chan struct{}, 1),
 	}
 	if b.log == nil {
 		b.log = slog.Default()
@@ -89,6 +108,18 @@ func New(o Options) *Broker {
 		b.now = time.Now
 	}
 	return b
+}
+
+// HostID is the broker's host id ("" for a single broker).
+func (b *Broker) HostID() string { return b.host }
+
+// owns reports whether s is this broker's: its host's, or any session for
+// a single broker.
+func (b *Broker) owns(s leases.Session) bool { return b.host == "" || s.HostID == b.host }
+
+// own is a session filter for this broker's sessions in states.
+func (b *Broker) own(states ...leases.SessionState) leases.SessionFilter {
+	return leases.SessionFilter{States: states, HostID: b.host}
 }
 
 func (b *Broker) at(step string) {

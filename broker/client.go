@@ -53,12 +53,24 @@ func (c *Client) StartSession(ctx context.Context, req StartRequest) (SessionInf
 	return si, err
 }
 
-// ListSessions lists live sessions (all: ended ones too).
+// ListSessions lists this broker's live sessions (all: ended ones too).
 func (c *Client) ListSessions(ctx context.Context, all bool) ([]SessionInfo, error) {
+	return c.ListSessionsWith(ctx, SessionQuery{All: all})
+}
+
+// ListSessionsWith lists sessions as q selects (q.AllHosts: the fleet's).
+func (c *Client) ListSessionsWith(ctx context.Context, q SessionQuery) ([]SessionInfo, error) {
 	var ss []SessionInfo
+	v := url.Values{}
+	if q.All {
+		v.Set("all", "1")
+	}
+	if q.AllHosts {
+		v.Set("all_hosts", "1")
+	}
 	p := "/v1/sessions"
-	if all {
-		p += "?all=1"
+	if len(v) > 0 {
+		p += "?" + v.Encode()
 	}
 	err := c.do(ctx, http.MethodGet, p, nil, &ss)
 	return ss, err
@@ -100,8 +112,18 @@ func (c *Client) ReportGuardHit(ctx context.Context, h GuardHit) (SessionInfo, e
 
 // Status returns the daemon's status.
 func (c *Client) Status(ctx context.Context) (Status, error) {
+	return c.StatusWith(ctx, false)
+}
+
+// StatusWith returns the daemon's status, with allHosts the whole fleet's
+// sessions and pending revocations.
+func (c *Client) StatusWith(ctx context.Context, allHosts bool) (Status, error) {
 	var st Status
-	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
+	p := "/v1/status"
+	if allHosts {
+		p += "?all_hosts=1"
+	}
+	err := c.do(ctx, http.MethodGet, p, nil, &st)
 	return st, err
 }
 

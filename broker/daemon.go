@@ -42,6 +42,11 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 			return err
 		}
 	}
+	host, err := cfg.EffectiveHostID()
+	if err != nil {
+		return err
+	}
+	cfg.Broker.HostID = host // the providers record their own credentials under it
 	st, err := openStore(ctx, cfg.Store)
 	if err != nil {
 		return err
@@ -70,7 +75,7 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		return err
 	}
 	w := &agentenv.Writer{Root: filepath.Join(cfg.Broker.RuntimeDir, "sessions"), AllowDisk: o.AllowDisk, Logger: log}
-	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks})
+	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks, HostID: host})
 
 	l, err := Listen(cfg.Broker.Socket, len(cfg.Broker.AllowedUIDs) > 0)
 	if err != nil {
@@ -78,17 +83,22 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 	}
 	srv := NewServer(b, cfg.Broker.AllowedUIDs, log)
 	b.record(Event{Event: EvDaemonStart, Reason: "pid " + fmt.Sprint(pidSelf())})
-	log.Info("credbroker serving", "socket", cfg.Broker.Socket, "providers", reg.Names(), "roles", cfg.RoleNames(), "config", cfg.Path)
+	log.Info("credbroker serving", "socket", cfg.Broker.Socket, "providers", reg.Names(), "roles", cfg.RoleNames(), "config", cfg.Path, "host", host)
 
-	// Reconcile before serving: a crash's leftovers are settled first.
+	// Before serving: an incident declared while this broker was down is
+	// handled here first (dirs wiped, sessions revoked), then a crash's
+	// leftovers are settled.
+	b.CheckIncident(ctx)
 	if err := b.Reconcile(ctx); err != nil {
 		log.Error("reconcile at start-up (retried by the loops)", "err", err)
 	}
+	b.loadCache(ctx)
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	wg.Go(func() { errc <- srv.Serve(l) })
 	loopCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	wg.Go(func() { b.loop(loopCtx, cfg.Broker.RefreshInterval.D()) })
+	wg.Go(func() { b.WatchIncidents(loopCtx) })
 	if o.Ready != nil {
 		o.Ready()
 	}
@@ -109,6 +119,11 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 	return serveErr
 }
 
+// backlogRetry is how often, between ticks, the loop tries to record what
+// was done while the store was unreachable: an incident declared then must
+// reach the store (and the fleet) soon after it is back.
+const backlogRetry = time.Second
+
 // loop runs Tick every interval until ctx ends.
 func (b *Broker) loop(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
@@ -116,12 +131,16 @@ func (b *Broker) loop(ctx context.Context, interval time.Duration) {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	retry := time.NewTicker(backlogRetry)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			b.Tick(ctx)
+		case <-retry.C:
+			b.flushBacklog(ctx)
 		}
 	}
 }

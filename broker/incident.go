@@ -15,24 +15,28 @@ import (
 var daemonUID = os.Geteuid()
 
 // RevokeAll declares an incident: the lock is persisted first (no session
-// starts from then on), every session dir is wiped, each provider makes
-// everything it issued invalid in as few calls as its backend allows, and
-// what still fails stays pending for retry. Running it again is safe and
-// retries whatever is pending.
+// starts from then on, and in fleet mode every broker is told at once),
+// this host's session dirs are wiped, each provider makes everything it
+// issued invalid in as few calls as its backend allows (for the whole
+// fleet: the providers' own records, such as every broker's Vault epochs,
+// are in the shared store), and what still fails stays pending for retry.
+// Running it again is safe and retries whatever is pending. With the store
+// unreachable it revokes what this broker holds and declares the incident
+// once the store is back (see revokeAllOffline).
 func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (RevokeReport, error) {
 	start := b.now()
 	if strings.TrimSpace(reason) == "" {
 		return RevokeReport{}, fmt.Errorf("%w: a reason is required (--reason \"...\"): it goes into the audit log", ErrBadRequest)
 	}
+	b.revokingAll.Add(1)
+	defer b.revokingAll.Add(-1)
+	in := leases.Incident{Reason: reason, DeclaredAt: start, CallerUID: c.UID}
 	_, declared, err := b.store.GetIncident(ctx)
-	if err != nil {
-		return RevokeReport{}, fmt.Errorf("read incident lock: %w", err)
+	if err == nil && !declared {
+		err = b.store.SetIncident(ctx, in)
 	}
-	if !declared {
-		in := leases.Incident{Reason: reason, DeclaredAt: start, CallerUID: c.UID}
-		if err := b.store.SetIncident(ctx, in); err != nil {
-			return RevokeReport{}, fmt.Errorf("persist incident lock (nothing revoked yet): %w", err)
-		}
+	if err != nil {
+		return b.revokeAllOffline(ctx, c, in, err)
 	}
 	b.record(Event{Event: EvIncident, Reason: reason, CallerUID: uidPtr(c.UID), CallerPID: c.PID})
 	b.log.Warn("incident declared: revoking everything", "reason", reason, "caller_uid", c.UID)
@@ -40,17 +44,24 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 
 	sessions, err := b.store.ListSessions(ctx, leases.SessionFilter{States: []leases.SessionState{leases.SessionActive, leases.SessionEnding}})
 	if err != nil {
-		return RevokeReport{}, fmt.Errorf("list sessions: %w", err)
+		return b.revokeAllOffline(ctx, c, in, fmt.Errorf("list sessions: %w", err))
 	}
-	rep := RevokeReport{Reason: reason, Incident: true, Sessions: len(sessions), Pending: []LeaseInfo{}}
 	all, err := b.store.ListLeases(ctx, "")
 	if err != nil {
-		return rep, fmt.Errorf("list leases: %w", err)
+		return b.revokeAllOffline(ctx, c, in, fmt.Errorf("list leases: %w", err))
 	}
+	var local []string
+	for _, s := range sessions {
+		if b.owns(s) {
+			local = append(local, s.ID)
+		}
+	}
+	rep := RevokeReport{Reason: reason, Incident: true, Sessions: len(sessions), LocalSessions: len(local), Pending: []LeaseInfo{}}
 	// The sandboxes lose their files and the servers revoke at the same
-	// time: neither waits for the other.
+	// time: neither waits for the other. Other hosts wipe their own dirs
+	// when the notice reaches them.
 	var wipe sync.WaitGroup
-	wipe.Go(func() { b.wipeDirs(sessions); rep.WipedIn = b.now().Sub(start) })
+	wipe.Go(func() { b.wipeDirs(b.localDirs(local)); rep.WipedIn = b.now().Sub(start) })
 	byProvider := map[string][]leases.Lease{}
 	for _, l := range all {
 		byProvider[l.Provider] = append(byProvider[l.Provider], l)
@@ -79,7 +90,7 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 	}
 	wipe.Wait()
 	b.finishSessions(ctx, sessions, "incident: "+reason)
-	b.log.Info("revoke --all done", "sessions", len(sessions), "leases", len(all),
+	b.log.Info("revoke --all done", "sessions", len(sessions), "local_sessions", len(local), "leases", len(all),
 		"servers_ms", rep.RevokedIn.Milliseconds(), "dirs_ms", rep.WipedIn.Milliseconds(), "total_ms", b.now().Sub(start).Milliseconds())
 	pending, err := b.store.ListLeasesByState(ctx, leases.LeaseRevokePending)
 	if err != nil {
@@ -116,32 +127,32 @@ func (b *Broker) revokeProvider(ctx context.Context, name string, ls []leases.Le
 		b.log.Error("provider revoke-all failed; falling back to lease by lease", "provider", name, "err", err)
 	}
 	r.Method = "per-lease"
-	pending := b.revokeLeases(ctx, ls, reason)
+	pending, _ := b.revokeLeases(ctx, ls, reason, false) // failed store writes are logged
 	r.Revoked, r.Pending = len(ls)-pending, pending
 	r.RevokedIn = b.now().Sub(start)
 	return r
 }
 
-// wipeDirs marks every session dir revoked and removes it, a few at a
-// time, each under its session lock (a start still writing its dir
+// wipeDirs marks every session dir of ids revoked and removes it, a few at
+// a time, each under its session lock (a start still writing its dir
 // finishes first, so its dir is wiped too).
-func (b *Broker) wipeDirs(ss []leases.Session) {
-	work := make(chan leases.Session)
+func (b *Broker) wipeDirs(ids []string) {
+	work := make(chan string)
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
-			for s := range work {
-				unlock := b.lock(s.ID)
-				_ = b.env.MarkRevoked(s.ID)
-				if err := b.env.Remove(s.ID); err != nil {
-					b.log.Error("remove session dir", "session", s.ID, "err", err)
+			for id := range work {
+				unlock := b.lock(id)
+				_ = b.env.MarkRevoked(id)
+				if err := b.env.Remove(id); err != nil {
+					b.log.Error("remove session dir", "session", id, "err", err)
 				}
 				unlock()
 			}
 		})
 	}
-	for _, s := range ss {
-		work <- s
+	for _, id := range ids {
+		work <- id
 	}
 	close(work)
 	wg.Wait()
@@ -150,6 +161,9 @@ func (b *Broker) wipeDirs(ss []leases.Session) {
 // deleteLeases forgets leases a provider revoked wholesale, in one
 // transaction when the store can.
 func (b *Broker) deleteLeases(ctx context.Context, ls []leases.Lease) {
+	for _, l := range ls {
+		b.cache.dropLease(l.SessionID, l.ID)
+	}
 	if bs, ok := b.store.(leases.Batcher); ok {
 		ids := make([]string, len(ls))
 		for i, l := range ls {
@@ -184,6 +198,7 @@ func (b *Broker) finishSessions(ctx context.Context, ss []leases.Session, reason
 		for _, id := range ended {
 			b.record(Event{Event: EvSessionEnd, Session: id, Role: roles[id], Reason: reason})
 			b.locks.Delete(id)
+			b.cache.drop(id)
 		}
 		return
 	}
@@ -203,6 +218,7 @@ func (b *Broker) finishSessions(ctx context.Context, ss []leases.Session, reason
 				b.log.Error("update session", "session", s.ID, "err", uerr)
 			} else if cur.State == leases.SessionEnded {
 				b.record(Event{Event: EvSessionEnd, Session: s.ID, Role: s.Role, Reason: reason})
+				b.cache.drop(s.ID)
 			}
 		}
 		unlock()
@@ -226,20 +242,28 @@ func (b *Broker) ClearIncident(ctx context.Context, c Caller) error {
 	return nil
 }
 
-// Status reports live sessions, pending revocations and the incident lock.
-func (b *Broker) Status(ctx context.Context) (Status, error) {
-	st := Status{Providers: b.provs.Names(), Sessions: []SessionInfo{}, Pending: []LeaseInfo{}}
+// Status reports this broker's live sessions and pending revocations, and
+// the incident lock.
+func (b *Broker) Status(ctx context.Context) (Status, error) { return b.StatusWith(ctx, false) }
+
+// StatusWith is Status, with allHosts for every broker sharing the store.
+func (b *Broker) StatusWith(ctx context.Context, allHosts bool) (Status, error) {
+	st := Status{Host: b.host, Providers: b.provs.Names(), Sessions: []SessionInfo{}, Pending: []LeaseInfo{}}
 	if in, ok, err := b.store.GetIncident(ctx); err != nil {
 		return st, err
 	} else if ok {
 		st.Incident = &IncidentInfo{Reason: in.Reason, DeclaredAt: in.DeclaredAt, CallerUID: in.CallerUID}
 	}
-	ss, err := b.ListSessions(ctx, false)
+	ss, err := b.ListSessionsWith(ctx, SessionQuery{AllHosts: allHosts})
 	if err != nil {
 		return st, err
 	}
 	st.Sessions = ss
-	pending, err := b.store.ListLeasesByState(ctx, leases.LeaseRevokePending)
+	f := leases.LeaseFilter{State: leases.LeaseRevokePending, HostID: b.host}
+	if allHosts {
+		f.HostID = ""
+	}
+	pending, err := b.store.FindLeases(ctx, f)
 	if err != nil {
 		return st, err
 	}
@@ -249,23 +273,47 @@ func (b *Broker) Status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
-// ListSessions lists live (active or ending) sessions, or all with all.
+// SessionQuery selects sessions for ListSessions.
+type SessionQuery struct {
+	// All includes ended sessions.
+	All bool
+	// AllHosts includes the sessions of every broker sharing the store.
+	AllHosts bool
+}
+
+// ListSessions lists this broker's live (active or ending) sessions, or all
+// with all.
 func (b *Broker) ListSessions(ctx context.Context, all bool) ([]SessionInfo, error) {
+	return b.ListSessionsWith(ctx, SessionQuery{All: all})
+}
+
+// ListSessionsWith lists sessions as q selects: live ones, or all with
+// q.All, of this broker or, with q.AllHosts, of the fleet.
+func (b *Broker) ListSessionsWith(ctx context.Context, q SessionQuery) ([]SessionInfo, error) {
 	f := leases.SessionFilter{States: []leases.SessionState{leases.SessionActive, leases.SessionEnding}}
-	if all {
+	if q.All {
 		f = leases.SessionFilter{}
+	}
+	lf := leases.LeaseFilter{}
+	if !q.AllHosts {
+		f.HostID, lf.HostID = b.host, b.host
 	}
 	ss, err := b.store.ListSessions(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
+	// One query for every lease rather than one per session.
+	ls, err := b.store.FindLeases(ctx, lf)
+	if err != nil {
+		return nil, fmt.Errorf("list leases: %w", err)
+	}
+	bySession := map[string][]leases.Lease{}
+	for _, l := range ls {
+		bySession[l.SessionID] = append(bySession[l.SessionID], l)
+	}
 	out := make([]SessionInfo, 0, len(ss))
 	for _, s := range ss {
-		ls, err := b.store.ListLeases(ctx, s.ID)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sessionInfo(s, ls))
+		out = append(out, sessionInfo(s, bySession[s.ID]))
 	}
 	return out, nil
 }

@@ -18,6 +18,11 @@ const staleIntent = 5 * time.Minute
 
 // Tick runs one round of the background work.
 func (b *Broker) Tick(ctx context.Context) {
+	// What was done while the store was away is recorded first.
+	b.flushBacklog(ctx)
+	// The incident watch tells at once; this catches what it may have
+	// missed (a watch that cannot LISTEN, through a pooler).
+	b.CheckIncident(ctx)
 	// Intents older than any start can take were left by a reconcile that
 	// failed (a server was down at start-up): retry them.
 	if _, errs := b.settleIntents(ctx, b.now().Add(-staleIntent)); len(errs) > 0 {
@@ -31,7 +36,44 @@ func (b *Broker) Tick(ctx context.Context) {
 		}
 	}
 	b.retryPending(ctx)
+	b.sweepDirs(ctx)
 	b.refresh(ctx)
+}
+
+// sweepDirs wipes the session dirs on this host whose session is not
+// active any more: ended from another broker (a session end there, or
+// revoke --all, revokes at the providers but cannot reach this host's
+// tmpfs), or written by a start that lost a race with revoke --all. The
+// disk is listed before the store: a dir written before the listing
+// belongs to a session whose row was committed before it, so the store's
+// answer includes it. It also forgets, in memory, sessions that ended.
+func (b *Broker) sweepDirs(ctx context.Context) {
+	onDisk, err := b.env.List()
+	if err != nil {
+		return
+	}
+	listed := b.now()
+	ss, err := b.store.ListSessions(ctx, b.own(leases.SessionActive, leases.SessionEnding))
+	if err != nil {
+		return
+	}
+	active := make(map[string]bool, len(ss))
+	live := make(map[string]bool, len(ss))
+	for _, s := range ss {
+		live[s.ID] = true
+		active[s.ID] = s.State == leases.SessionActive
+	}
+	b.cache.retain(live, listed.Add(-time.Minute))
+	var stale []string
+	for _, id := range onDisk {
+		if !active[id] {
+			stale = append(stale, id)
+		}
+	}
+	if len(stale) > 0 {
+		b.log.Warn("wiping session dirs whose session is no longer active", "dirs", len(stale))
+		b.wipeDirs(stale)
+	}
 }
 
 // Reconcile settles what a crash left: for every intent, the provider is
@@ -40,7 +82,7 @@ func (b *Broker) Tick(ctx context.Context) {
 // dirs vanished (tmpfs cleared by a reboot) are ended too.
 func (b *Broker) Reconcile(ctx context.Context) error {
 	interrupted, errs := b.settleIntents(ctx, time.Time{})
-	active, err := b.store.ListSessions(ctx, leases.SessionFilter{States: []leases.SessionState{leases.SessionActive}})
+	active, err := b.store.ListSessions(ctx, b.own(leases.SessionActive))
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
@@ -62,10 +104,11 @@ func (b *Broker) Reconcile(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// settleIntents settles intents created before cutoff (zero: all) and ends
-// the sessions whose start they interrupted. At start-up every intent is a
-// crash's leftover; later, only old ones are (a start in progress holds a
-// fresh one).
+// settleIntents settles this broker's intents created before cutoff (zero:
+// all) and ends the sessions whose start they interrupted. At start-up
+// every intent of its own is a crash's leftover; later, only old ones are
+// (a start in progress holds a fresh one). Other brokers' intents are
+// theirs to settle: one of them may be minting right now.
 func (b *Broker) settleIntents(ctx context.Context, cutoff time.Time) (map[string]bool, []error) {
 	intents, err := b.store.ListIntents(ctx)
 	if err != nil {
@@ -77,11 +120,17 @@ func (b *Broker) settleIntents(ctx context.Context, cutoff time.Time) (map[strin
 		if !cutoff.IsZero() && !in.CreatedAt.Before(cutoff) {
 			continue
 		}
+		if mine, err := b.ownsIntent(ctx, in); err != nil || !mine {
+			if err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		if err := b.settleIntent(ctx, in); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if in.SessionID != leases.BrokerSessionID {
+		if !leases.IsBrokerSession(in.SessionID) {
 			interrupted[in.SessionID] = true
 		}
 	}
@@ -93,6 +142,25 @@ func (b *Broker) settleIntents(ctx context.Context, cutoff time.Time) (map[strin
 		unlock()
 	}
 	return interrupted, errs
+}
+
+// ownsIntent reports whether in is this broker's to settle: an intent of
+// its own pseudo-session, or of a session it owns.
+func (b *Broker) ownsIntent(ctx context.Context, in leases.Intent) (bool, error) {
+	if b.host == "" {
+		return true, nil
+	}
+	if host, ok := leases.BrokerSessionHost(in.SessionID); ok {
+		return host == b.host, nil
+	}
+	s, err := b.store.GetSession(ctx, in.SessionID)
+	if errors.Is(err, leases.ErrNotFound) {
+		return true, nil // no owner to leave it to
+	}
+	if err != nil {
+		return false, fmt.Errorf("intent %s: %w", in.ID, err)
+	}
+	return b.owns(s), nil
 }
 
 func (b *Broker) settleIntent(ctx context.Context, in leases.Intent) error {
@@ -123,13 +191,21 @@ func (b *Broker) settleIntent(ctx context.Context, in leases.Intent) error {
 	return b.store.DeleteIntent(ctx, in.ID)
 }
 
-// reap ends sessions past their TTL and forgets broker leases that expired.
+// reap ends this broker's sessions past their TTL and forgets its own
+// broker leases that expired. With the store unreachable it still ends
+// (wipes and revokes) the expired sessions it holds in memory.
 func (b *Broker) reap(ctx context.Context) {
 	now := b.now()
-	ss, err := b.store.ListSessions(ctx, leases.SessionFilter{States: []leases.SessionState{leases.SessionActive}, ExpiredBefore: now.Add(time.Nanosecond)})
+	f := b.own(leases.SessionActive)
+	f.ExpiredBefore = now.Add(time.Nanosecond)
+	ss, err := b.store.ListSessions(ctx, f)
 	if err != nil {
-		b.log.Error("reaper: list sessions", "err", err)
-		return
+		b.log.Error("reaper: list sessions; ending the expired sessions this broker holds", "err", err)
+		for _, s := range b.cache.sessions(leases.SessionActive) {
+			if s.ExpiresAt.Before(f.ExpiredBefore) {
+				ss = append(ss, s)
+			}
+		}
 	}
 	for _, s := range ss {
 		unlock := b.lock(s.ID)
@@ -138,7 +214,7 @@ func (b *Broker) reap(ctx context.Context) {
 		}
 		unlock()
 	}
-	own, err := b.store.ListLeases(ctx, leases.BrokerSessionID)
+	own, err := b.store.ListLeases(ctx, leases.BrokerSession(b.host))
 	if err != nil {
 		return
 	}
@@ -149,10 +225,10 @@ func (b *Broker) reap(ctx context.Context) {
 	}
 }
 
-// retryPending retries failed revocations whose backoff has passed, and
-// finishes sessions whose last lease went.
+// retryPending retries this broker's failed revocations whose backoff has
+// passed, and finishes sessions whose last lease went.
 func (b *Broker) retryPending(ctx context.Context) {
-	ls, err := b.store.ListLeasesByState(ctx, leases.LeaseRevokePending)
+	ls, err := b.store.FindLeases(ctx, leases.LeaseFilter{State: leases.LeaseRevokePending, HostID: b.host})
 	if err != nil {
 		b.log.Error("retry: list pending", "err", err)
 		return
@@ -162,11 +238,11 @@ func (b *Broker) retryPending(ctx context.Context) {
 		if l.NextAttempt.After(b.now()) {
 			continue
 		}
-		b.revokeLease(ctx, l, "retry")
+		_, _ = b.revokeLease(ctx, l, "retry", false) // a failed store write is logged; the lease is retried
 		touched[l.SessionID] = true
 	}
 	for id := range touched {
-		if id == leases.BrokerSessionID {
+		if leases.IsBrokerSession(id) {
 			continue
 		}
 		s, err := b.store.GetSession(ctx, id)
@@ -176,10 +252,11 @@ func (b *Broker) retryPending(ctx context.Context) {
 	}
 }
 
-// refresh renews leases past about two thirds of their life while their
-// session lives, and rewrites the files that changed.
+// refresh renews leases of this broker's sessions past about two thirds of
+// their life while their session lives, and rewrites the files that
+// changed.
 func (b *Broker) refresh(ctx context.Context) {
-	ss, err := b.store.ListSessions(ctx, leases.SessionFilter{States: []leases.SessionState{leases.SessionActive}})
+	ss, err := b.store.ListSessions(ctx, b.own(leases.SessionActive))
 	if err != nil {
 		b.log.Error("refresher: list sessions", "err", err)
 		return
@@ -243,6 +320,7 @@ func (b *Broker) renewOne(ctx context.Context, s leases.Session, l leases.Lease)
 		return
 	}
 	b.fingerprint(s.ID, l.Provider, g.Secrets)
+	b.cache.putLeases(s.ID, g.Leases)
 	for _, nl := range g.Leases {
 		if err := b.store.UpdateLease(ctx, nl); err != nil {
 			b.log.Error("record renewed lease", "lease", nl.ID, "err", err)

@@ -37,6 +37,7 @@ var errCodes = []struct {
 	{ErrForbidden, "forbidden", http.StatusForbidden},
 	{ErrPending, "pending", http.StatusAccepted},
 	{ErrProvider, "provider", http.StatusBadGateway},
+	{ErrStoreUnavailable, "store_unavailable", http.StatusServiceUnavailable},
 }
 
 // Server serves the broker's API on a Unix socket.
@@ -153,7 +154,8 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
-	ss, err := s.b.ListSessions(r.Context(), r.URL.Query().Get("all") == "1")
+	q := r.URL.Query()
+	ss, err := s.b.ListSessionsWith(r.Context(), SessionQuery{All: q.Get("all") == "1", AllHosts: q.Get("all_hosts") == "1"})
 	reply(w, http.StatusOK, ss, err)
 }
 
@@ -201,7 +203,7 @@ func (s *Server) guardHit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	st, err := s.b.Status(r.Context())
+	st, err := s.b.StatusWith(r.Context(), r.URL.Query().Get("all_hosts") == "1")
 	reply(w, http.StatusOK, st, err)
 }
 

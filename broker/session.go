@@ -33,23 +33,25 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 	now := b.now()
 	s := leases.Session{
 		ID: newSessionID(), Role: role.Name, UID: uid, CallerUID: c.UID,
-		CreatedAt: now, ExpiresAt: now.Add(ttl), State: leases.SessionActive,
+		CreatedAt: now, ExpiresAt: now.Add(ttl), State: leases.SessionActive, HostID: b.host,
 	}
 	s.Dir = b.env.Dir(s.ID)
 	unlock := b.lock(s.ID)
 	defer unlock()
 	if err := b.store.CreateSession(ctx, s); err != nil {
-		return SessionInfo{}, fmt.Errorf("record session: %w", err)
+		// The first write: nothing is minted that the store cannot record.
+		err = fmt.Errorf("%w: cannot record the session, so nothing was minted (credbroker fails closed): %v", ErrStoreUnavailable, err)
+		b.record(Event{Event: EvSessionRefused, Role: req.Role, CallerUID: uidPtr(c.UID), CallerPID: c.PID, Reason: err.Error()})
+		return SessionInfo{}, err
 	}
+	b.cache.putSession(s)
 	log := b.log.With("session", s.ID, "role", role.Name)
 
 	grants, err := b.mintAll(ctx, s, role)
 	if err == nil {
 		// An incident declared while we minted wins: revoke-all may have run
 		// before our leases were recorded.
-		if _, inc, ierr := b.store.GetIncident(ctx); ierr != nil || inc {
-			err = errors.Join(ErrIncident, ierr)
-		}
+		err = b.checkNoIncident(ctx, "after minting")
 	}
 	if err == nil {
 		b.at("before-write-dir")
@@ -110,11 +112,8 @@ func (b *Broker) checkStart(ctx context.Context, c Caller, req StartRequest) (co
 			return role, 0, 0, fmt.Errorf("%w: role %s needs provider %s, which is not configured (add providers.%s to the config)", ErrBadRequest, role.Name, p, p)
 		}
 	}
-	if in, ok, err := b.store.GetIncident(ctx); err != nil {
-		return role, 0, 0, fmt.Errorf("read incident lock: %w", err)
-	} else if ok {
-		return role, 0, 0, fmt.Errorf("%w at %s (%s): no session starts until `credbroker incident clear`",
-			ErrIncident, in.DeclaredAt.Format(time.RFC3339), in.Reason)
+	if err := b.checkNoIncident(ctx, "before minting"); err != nil {
+		return role, 0, 0, err
 	}
 	return role, ttl, uid, nil
 }
@@ -134,13 +133,17 @@ func (b *Broker) mintAll(ctx context.Context, s leases.Session, role configs.Rol
 	}
 	wg.Wait()
 	var failed []string
+	kind := ErrProvider
 	for _, err := range errs {
 		if err != nil {
 			failed = append(failed, err.Error()) // provider errors name their provider
+			if errors.Is(err, ErrStoreUnavailable) {
+				kind = ErrStoreUnavailable
+			}
 		}
 	}
 	if len(failed) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrProvider, strings.Join(failed, "; "))
+		return nil, fmt.Errorf("%w: %s", kind, strings.Join(failed, "; "))
 	}
 	return grants, nil
 }
@@ -148,7 +151,7 @@ func (b *Broker) mintAll(ctx context.Context, s leases.Session, role configs.Rol
 func (b *Broker) mintOne(ctx context.Context, p providers.Provider, s providers.Session, role configs.Role) (providers.Grant, error) {
 	intent := leases.Intent{ID: s.ID + "/" + p.Name(), SessionID: s.ID, Provider: p.Name(), CreatedAt: b.now()}
 	if err := b.store.PutIntent(ctx, intent); err != nil {
-		return providers.Grant{}, fmt.Errorf("record intent: %w", err)
+		return providers.Grant{}, fmt.Errorf("%w: record the intent to mint %s (nothing minted): %v", ErrStoreUnavailable, p.Name(), err)
 	}
 	b.at("after-intent")
 	g, err := p.Mint(ctx, s, role)
@@ -175,8 +178,9 @@ func (b *Broker) mintOne(ctx context.Context, p providers.Provider, s providers.
 				b.log.Error("revoke unrecorded lease", "lease", l.ID, "err", rerr)
 			}
 		}
-		return providers.Grant{}, fmt.Errorf("record leases: %w", err)
+		return providers.Grant{}, fmt.Errorf("%w: record the leases of %s (what was minted is revoked): %v", ErrStoreUnavailable, p.Name(), err)
 	}
+	b.cache.putLeases(s.ID, g.Leases)
 	b.at("after-record")
 	b.fingerprint(s.ID, p.Name(), g.Secrets)
 	for _, l := range g.Leases {
@@ -202,19 +206,25 @@ func (b *Broker) writeDir(s leases.Session, grants []providers.Grant) error {
 
 // EndSession ends a session: wipes its dir, then revokes every lease. It
 // returns ErrPending (wrapped) when some revocations failed; they stay in
-// the store and are retried.
+// the store and are retried. With the store unreachable it still wipes and
+// revokes what this broker knows of the session (ErrPending and
+// ErrStoreUnavailable, wrapped): the end is recorded once the store is back.
 func (b *Broker) EndSession(ctx context.Context, c Caller, id, reason string) (SessionInfo, error) {
 	if err := agentenv.ValidID(id); err != nil {
 		return SessionInfo{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	unlock := b.lock(id)
 	defer unlock()
-	s, err := b.store.GetSession(ctx, id)
-	if errors.Is(err, leases.ErrNotFound) {
+	s, readErr := b.store.GetSession(ctx, id)
+	if errors.Is(readErr, leases.ErrNotFound) {
 		return SessionInfo{}, fmt.Errorf("%w: %s (see `credbroker session list`)", ErrNotFound, id)
 	}
-	if err != nil {
-		return SessionInfo{}, err
+	if readErr != nil {
+		cs, _, ok := b.cache.get(id)
+		if !ok {
+			return SessionInfo{}, fmt.Errorf("%w: read session %s (and this broker does not hold it): %v", ErrStoreUnavailable, id, readErr)
+		}
+		s = cs
 	}
 	if c.UID != 0 && c.UID != s.CallerUID && c.UID != s.UID && !b.isDaemonUID(c.UID) {
 		return SessionInfo{}, fmt.Errorf("%w: session %s belongs to uid %d", ErrForbidden, id, s.CallerUID)
@@ -225,7 +235,11 @@ func (b *Broker) EndSession(ctx context.Context, c Caller, id, reason string) (S
 	if s.State == leases.SessionEnded {
 		return sessionInfo(s, nil), nil // already over: nothing to do, nothing to audit
 	}
-	err = b.endLocked(ctx, id, reason)
+	err := b.endFrom(ctx, s, readErr, reason, b.now())
+	if errors.Is(err, ErrStoreUnavailable) {
+		s, ls, _ := b.cache.get(id)
+		return sessionInfo(s, ls), err
+	}
 	s, _ = b.store.GetSession(ctx, id)
 	ls, _ := b.store.ListLeases(ctx, id)
 	return sessionInfo(s, ls), err
@@ -233,15 +247,43 @@ func (b *Broker) EndSession(ctx context.Context, c Caller, id, reason string) (S
 
 // endLocked revokes a session; the caller holds the session lock.
 func (b *Broker) endLocked(ctx context.Context, id, reason string) error {
+	return b.endAt(ctx, id, reason, b.now())
+}
+
+// endAt is endLocked with the time the end was asked for. The dir is wiped
+// and the leases revoked even when the store is unreachable (revocation
+// never waits for the database): then the leases are those this broker
+// holds in memory, the end goes into the backlog, and the error wraps
+// ErrPending and ErrStoreUnavailable.
+func (b *Broker) endAt(ctx context.Context, id, reason string, at time.Time) error {
 	s, err := b.store.GetSession(ctx, id)
-	if err != nil {
+	if errors.Is(err, leases.ErrNotFound) {
 		return err
 	}
-	if s.State == leases.SessionActive {
-		s.State, s.EndReason, s.EndedAt = leases.SessionEnding, reason, b.now()
-		if err := b.store.UpdateSession(ctx, s); err != nil {
-			return fmt.Errorf("mark session ending: %w", err)
+	if err != nil {
+		cs, _, ok := b.cache.get(id)
+		if !ok {
+			return fmt.Errorf("%w: read session %s: %v", ErrStoreUnavailable, id, err)
 		}
+		s = cs
+	}
+	return b.endFrom(ctx, s, err, reason, at)
+}
+
+// endFrom is endAt once the session was read: s as the store returned it,
+// or (readErr set) as this broker holds it in memory.
+func (b *Broker) endFrom(ctx context.Context, s leases.Session, readErr error, reason string, at time.Time) error {
+	id := s.ID
+	storeErr := readErr // set once the store failed: no more calls are tried
+	var err error
+	if s.State == leases.SessionActive {
+		s.State, s.EndReason, s.EndedAt = leases.SessionEnding, reason, at
+		if storeErr == nil {
+			if err := b.store.UpdateSession(ctx, s); err != nil {
+				storeErr = fmt.Errorf("mark session ending: %w", err)
+			}
+		}
+		b.cache.update(s)
 	}
 	// Take the files away first: the sandbox loses access at once, even
 	// before the servers have answered.
@@ -251,42 +293,69 @@ func (b *Broker) endLocked(ctx context.Context, id, reason string) error {
 	if err := b.env.Remove(id); err != nil {
 		b.log.Error("remove session dir", "session", id, "err", err)
 	}
-	ls, err := b.store.ListLeases(ctx, id)
-	if err != nil {
-		return fmt.Errorf("list leases: %w", err)
+	var ls []leases.Lease
+	if storeErr == nil {
+		if ls, err = b.store.ListLeases(ctx, id); err != nil {
+			storeErr = fmt.Errorf("list leases: %w", err)
+		}
 	}
-	pending := b.revokeLeases(ctx, ls, reason)
-	if pending > 0 {
+	if storeErr != nil {
+		_, ls, _ = b.cache.get(id)
+	}
+	pending, werr := b.revokeLeases(ctx, ls, reason, storeErr != nil)
+	if storeErr == nil && werr != nil {
+		storeErr = werr
+	}
+	if storeErr == nil && pending > 0 {
 		return fmt.Errorf("%w: %d of %d leases of %s could not be revoked yet; they are retried and shown by `credbroker status`", ErrPending, pending, len(ls), id)
 	}
-	s.State = leases.SessionEnded
-	if s.EndedAt.IsZero() {
-		s.EndedAt = b.now()
+	if storeErr == nil {
+		s.State = leases.SessionEnded
+		if s.EndedAt.IsZero() {
+			s.EndedAt = at
+		}
+		if err := b.store.UpdateSession(ctx, s); err != nil {
+			storeErr = fmt.Errorf("mark session ended: %w", err)
+		}
 	}
-	if err := b.store.UpdateSession(ctx, s); err != nil {
-		return fmt.Errorf("mark session ended: %w", err)
+	if storeErr != nil {
+		b.backlog.addEnd(id, reason, s.EndedAt)
+		b.log.Warn("lease store unavailable: session wiped and revoked at the providers; its end is recorded when the store is back",
+			"session", id, "revoked", len(ls)-pending, "pending", pending, "err", storeErr)
+		return fmt.Errorf("%w: %w: session %s: its dir is wiped and %d of %d leases it holds are revoked at the providers, "+
+			"but the lease store cannot record it (%v); the broker records it as soon as the store is back",
+			ErrPending, ErrStoreUnavailable, id, len(ls)-pending, len(ls), storeErr)
 	}
 	b.record(Event{Event: EvSessionEnd, Session: id, Role: s.Role, Reason: reason})
 	b.locks.Delete(id)
+	b.cache.drop(id)
 	return nil
 }
 
 // revokeLeases revokes ls (tokens last, so their children go first and
 // nothing is revoked twice needlessly) and returns how many remain pending.
-func (b *Broker) revokeLeases(ctx context.Context, ls []leases.Lease, reason string) int {
+// With offline (the store is unreachable) it records nothing; otherwise the
+// first failed store write is returned and no more are tried.
+func (b *Broker) revokeLeases(ctx context.Context, ls []leases.Lease, reason string, offline bool) (int, error) {
 	sort.SliceStable(ls, func(i, j int) bool { return ls[i].Kind != "token" && ls[j].Kind == "token" })
 	pending := 0
+	var storeErr error
 	for _, l := range ls {
-		if !b.revokeLease(ctx, l, reason) {
+		ok, err := b.revokeLease(ctx, l, reason, offline || storeErr != nil)
+		if !ok {
 			pending++
 		}
+		if storeErr == nil {
+			storeErr = err
+		}
 	}
-	return pending
+	return pending, storeErr
 }
 
 // revokeLease revokes one lease and deletes it from the store only once the
-// provider confirmed; on failure it is kept pending with a backoff.
-func (b *Broker) revokeLease(ctx context.Context, l leases.Lease, reason string) bool {
+// provider confirmed; on failure it is kept pending with a backoff. With
+// offline it only revokes; it returns the error of a failed store write.
+func (b *Broker) revokeLease(ctx context.Context, l leases.Lease, reason string, offline bool) (bool, error) {
 	p, ok := b.provs.Get(l.Provider)
 	var err error
 	if !ok {
@@ -294,23 +363,31 @@ func (b *Broker) revokeLease(ctx context.Context, l leases.Lease, reason string)
 	} else {
 		err = p.Revoke(ctx, l)
 	}
+	var storeErr error
 	if err == nil || errors.Is(err, providers.ErrAlreadyRevoked) {
-		if derr := b.store.DeleteLease(ctx, l.ID); derr != nil {
-			b.log.Error("delete revoked lease", "lease", l.ID, "err", derr)
+		if !offline {
+			if derr := b.store.DeleteLease(ctx, l.ID); derr != nil {
+				b.log.Error("delete revoked lease", "lease", l.ID, "err", derr)
+				storeErr = fmt.Errorf("delete revoked lease %s: %w", l.ID, derr)
+			}
 		}
+		b.cache.dropLease(l.SessionID, l.ID)
 		b.record(Event{Event: EvLeaseRevoke, Session: l.SessionID, Provider: l.Provider, Lease: l.ID, External: l.ExternalID, Reason: reason})
-		return true
+		return true, storeErr
 	}
 	l.State = leases.LeaseRevokePending
 	l.Attempts++
 	l.LastError = err.Error()
 	l.NextAttempt = b.now().Add(backoff(l.Attempts))
-	if uerr := b.store.UpdateLease(ctx, l); uerr != nil {
-		b.log.Error("record pending revocation", "lease", l.ID, "err", uerr)
+	if !offline {
+		if uerr := b.store.UpdateLease(ctx, l); uerr != nil {
+			b.log.Error("record pending revocation", "lease", l.ID, "err", uerr)
+			storeErr = fmt.Errorf("record pending revocation of %s: %w", l.ID, uerr)
+		}
 	}
 	b.record(Event{Event: EvLeaseRevokeFail, Session: l.SessionID, Provider: l.Provider, Lease: l.ID, External: l.ExternalID, Reason: reason, Error: err.Error()})
 	b.log.Warn("revocation failed; will retry", "lease", l.ID, "attempt", l.Attempts, "err", err)
-	return false
+	return false, storeErr
 }
 
 // backoff is 2s, 4s, 8s … capped at 5 minutes.

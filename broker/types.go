@@ -28,6 +28,8 @@ type SessionInfo struct {
 	EndedAt   time.Time   `json:"ended_at,omitzero"`
 	EndReason string      `json:"end_reason,omitempty"`
 	Leases    []LeaseInfo `json:"leases,omitempty"`
+	// Host is the broker host that owns the session (fleet mode).
+	Host string `json:"host,omitempty"`
 }
 
 // LeaseInfo is a lease as the API shows it.
@@ -52,6 +54,8 @@ type IncidentInfo struct {
 
 // Status is the daemon's state at a glance.
 type Status struct {
+	// Host is this broker's host id (fleet mode).
+	Host      string        `json:"host,omitempty"`
 	Incident  *IncidentInfo `json:"incident,omitempty"`
 	Sessions  []SessionInfo `json:"sessions"`
 	Pending   []LeaseInfo   `json:"pending"`
@@ -73,13 +77,17 @@ type ProviderResult struct {
 
 // RevokeReport is what revoke --all (or revoke SESSION) did.
 type RevokeReport struct {
-	Reason    string           `json:"reason"`
-	Incident  bool             `json:"incident"`
-	Sessions  int              `json:"sessions"`
-	Providers []ProviderResult `json:"providers"`
-	Pending   []LeaseInfo      `json:"pending"`
-	Complete  bool             `json:"complete"`
-	Duration  string           `json:"duration"`
+	Reason   string `json:"reason"`
+	Incident bool   `json:"incident"`
+	// Sessions counts the live sessions revoked, of every host in fleet
+	// mode; LocalSessions those of this broker, whose dirs it wiped (each
+	// other broker wipes its own when the incident reaches it).
+	Sessions      int              `json:"sessions"`
+	LocalSessions int              `json:"local_sessions"`
+	Providers     []ProviderResult `json:"providers"`
+	Pending       []LeaseInfo      `json:"pending"`
+	Complete      bool             `json:"complete"`
+	Duration      string           `json:"duration"`
 	// RevokedIn is the time until the last provider finished revoking.
 	RevokedIn time.Duration `json:"revoked_in_ns"`
 	// WipedIn is the time until every session dir was gone.
@@ -90,6 +98,7 @@ func sessionInfo(s leases.Session, ls []leases.Lease) SessionInfo {
 	si := SessionInfo{
 		ID: s.ID, Role: s.Role, State: string(s.State), UID: s.UID, CallerUID: s.CallerUID,
 		Dir: s.Dir, CreatedAt: s.CreatedAt, ExpiresAt: s.ExpiresAt, EndedAt: s.EndedAt, EndReason: s.EndReason,
+		Host: s.HostID,
 	}
 	for _, l := range ls {
 		si.Leases = append(si.Leases, leaseInfo(l))

@@ -35,6 +35,10 @@ type Broker struct {
 	AllowedUIDs []int `yaml:"allowed_uids"`
 	// RefreshInterval is how often the refresher and reaper wake (default 5s).
 	RefreshInterval Duration `yaml:"refresh_interval"`
+	// HostID names this broker among those sharing a PostgreSQL store
+	// (fleet mode); it owns the sessions it starts. Default: the host name
+	// when store.driver is postgres (see EffectiveHostID), none otherwise.
+	HostID string `yaml:"host_id"`
 }
 
 // Store selects the lease store.

@@ -68,6 +68,10 @@ func (b *Broker) validate(ps *problems) {
 		ps.add(p.with("refresh_interval"), "use a positive duration such as 5s",
 			"%s is not positive", b.RefreshInterval)
 	}
+	if b.HostID != "" && !validHostID(b.HostID) {
+		ps.add(p.with("host_id"), "use up to 63 letters, digits, '.', '-' and '_', such as the host name",
+			"%q is not a valid host id", b.HostID)
+	}
 }
 
 func (s *Store) validate(ps *problems) {

@@ -6,6 +6,7 @@ package leases
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -36,6 +37,11 @@ type Session struct {
 	State     SessionState
 	EndReason string
 	EndedAt   time.Time
+	// HostID is the broker host that owns the session (fleet mode): it
+	// created it, holds its dir, refreshes, reaps and ends it. Empty for a
+	// single broker. It is set by CreateSession and never changed by
+	// UpdateSession.
+	HostID string
 }
 
 // LeaseState is where a lease is in its life.
@@ -95,6 +101,20 @@ type SessionFilter struct {
 	States []SessionState
 	// ExpiredBefore, when set, keeps only sessions with ExpiresAt before it.
 	ExpiredBefore time.Time
+	// HostID, when set, keeps only the sessions that host owns.
+	HostID string
+}
+
+// LeaseFilter selects leases in FindLeases. Zero values match all.
+type LeaseFilter struct {
+	// State, when set, keeps only leases in that state.
+	State LeaseState
+	// HostID, when set, keeps only the leases of sessions that host owns
+	// and of its own broker pseudo-session (BrokerSession(HostID)).
+	HostID string
+	// BrokerOnly keeps only leases of broker pseudo-sessions, of every
+	// host (see IsBrokerSession).
+	BrokerOnly bool
 }
 
 // Store persists sessions, leases, intents and the incident lock.
@@ -132,6 +152,8 @@ type Store interface {
 	ListLeases(ctx context.Context, sessionID string) ([]Lease, error)
 	// ListLeasesByState returns every lease in state st.
 	ListLeasesByState(ctx context.Context, st LeaseState) ([]Lease, error)
+	// FindLeases returns the leases matching f, ordered by IssuedAt then ID.
+	FindLeases(ctx context.Context, f LeaseFilter) ([]Lease, error)
 
 	// SetIncident persists the incident lock (replacing any earlier one).
 	SetIncident(ctx context.Context, in Incident) error
@@ -146,8 +168,34 @@ type Store interface {
 
 // BrokerSessionID is the SessionID of leases the broker holds for itself
 // rather than for a session (for example a Vault epoch token). No session row
-// exists for it.
+// exists for it. In fleet mode each host has its own, BrokerSession(host).
 const BrokerSessionID = "_broker"
+
+// BrokerSession is the pseudo-session of the broker on host: BrokerSessionID
+// for a single broker (host empty), "_broker/<host>" in a fleet, so that one
+// broker's reaper and crash recovery never touch another's credentials.
+func BrokerSession(host string) string {
+	if host == "" {
+		return BrokerSessionID
+	}
+	return BrokerSessionID + "/" + host
+}
+
+// IsBrokerSession reports whether id is a broker pseudo-session, of any
+// host.
+func IsBrokerSession(id string) bool {
+	return id == BrokerSessionID || strings.HasPrefix(id, BrokerSessionID+"/")
+}
+
+// BrokerSessionHost returns the host of a broker pseudo-session ("" for
+// BrokerSessionID), and ok=false when id is not one.
+func BrokerSessionHost(id string) (host string, ok bool) {
+	if id == BrokerSessionID {
+		return "", true
+	}
+	host, ok = strings.CutPrefix(id, BrokerSessionID+"/")
+	return host, ok
+}
 
 // Batcher is implemented by stores that can settle many records in one
 // transaction; revoke --all uses it so that its bookkeeping does not grow
@@ -160,4 +208,20 @@ type Batcher interface {
 	// it has no lease left) or ending, keeping an earlier end reason and
 	// time, and returns the ids it marked ended.
 	FinishSessions(ctx context.Context, ids []string, reason string, at time.Time) (ended []string, err error)
+}
+
+// IncidentWatcher is implemented by stores that tell brokers at once when an
+// incident is declared. In fleet mode the store is shared: SetIncident
+// commits the lock and broadcasts it in one transaction, and every broker
+// watching hears of it, wherever it runs.
+type IncidentWatcher interface {
+	// WatchIncident runs until ctx ends and then returns ctx's error. It
+	// calls declared with the incident lock each time one is set (by any
+	// broker sharing the store), and also right after it starts and after
+	// every reconnection when a lock is in place then: a broker that was
+	// cut off learns of an incident as soon as it is back. Calls are
+	// sequential and declared MUST return quickly (hand the work off). The
+	// same incident may be reported more than once. lost, if not nil, is
+	// told why the watch was interrupted; the watch keeps reconnecting.
+	WatchIncident(ctx context.Context, declared func(Incident), lost func(error)) error
 }

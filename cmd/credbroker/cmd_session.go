@@ -122,8 +122,9 @@ func runSessionStart(ctx context.Context, g *globalOpts, o *sessionStartOpts, ui
 }
 
 type sessionListOpts struct {
-	all    bool
-	output string
+	all      bool
+	allHosts bool
+	output   string
 }
 
 func newSessionListCmd(g *globalOpts) *cobra.Command {
@@ -136,18 +137,23 @@ func newSessionListCmd(g *globalOpts) *cobra.Command {
 			if err := checkOutput(o.output); err != nil {
 				return err
 			}
-			ss, err := g.client().ListSessions(cmd.Context(), o.all)
+			ss, err := g.client().ListSessionsWith(cmd.Context(), broker.SessionQuery{All: o.all, AllHosts: o.allHosts})
 			if err != nil {
 				return err
 			}
 			if o.output == "json" {
 				return printJSON(g.out, ss)
 			}
+			if o.allHosts {
+				printFleetSessions(g.out, ss)
+				return nil
+			}
 			printSessions(g.out, ss)
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&o.all, "all", false, "include ended sessions")
+	cmd.Flags().BoolVar(&o.allHosts, "all-hosts", false, "fleet mode: the sessions of every broker sharing the store, with their host")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	return cmd
 }

@@ -8,7 +8,10 @@ import (
 )
 
 func newStatusCmd(g *globalOpts) *cobra.Command {
-	var output string
+	var (
+		output   string
+		allHosts bool
+	)
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Live sessions, pending revocations and the incident state",
@@ -17,7 +20,7 @@ func newStatusCmd(g *globalOpts) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			st, err := g.client().Status(cmd.Context())
+			st, err := g.client().StatusWith(cmd.Context(), allHosts)
 			if err != nil {
 				return err
 			}
@@ -30,6 +33,10 @@ func newStatusCmd(g *globalOpts) *cobra.Command {
 			} else {
 				fmt.Fprintln(g.out, "incident: none")
 			}
+			if allHosts {
+				printFleetStatus(g.out, st)
+				return nil
+			}
 			fmt.Fprintf(g.out, "providers: %v\n\nsessions (%d live):\n", st.Providers, len(st.Sessions))
 			printSessions(g.out, st.Sessions)
 			fmt.Fprintf(g.out, "\npending revocations: %d\n", len(st.Pending))
@@ -38,6 +45,7 @@ func newStatusCmd(g *globalOpts) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().BoolVar(&allHosts, "all-hosts", false, "fleet mode: the live sessions and pending revocations of every broker sharing the store")
 	return cmd
 }
 

@@ -13,6 +13,8 @@ var _ leases.Batcher = (*Store)(nil)
 
 // DeleteLeases removes the leases with ids in one statement.
 func (s *Store) DeleteLeases(ctx context.Context, ids []string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if len(ids) == 0 {
 		return nil
 	}
@@ -26,6 +28,8 @@ func (s *Store) DeleteLeases(ctx context.Context, ids []string) error {
 // earlier end reason and time, in one statement; it returns the ids it
 // marked ended, in the order of ids.
 func (s *Store) FinishSessions(ctx context.Context, ids []string, reason string, at time.Time) ([]string, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if len(ids) == 0 {
 		return nil, nil
 	}

@@ -11,6 +11,8 @@ import (
 
 // PutIntent inserts or replaces an intent.
 func (s *Store) PutIntent(ctx context.Context, in leases.Intent) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	created, err := encTime(in.CreatedAt)
 	if err != nil {
 		return s.errorf("postgres: put intent %s: %w", in.ID, err)
@@ -32,6 +34,8 @@ func (s *Store) PutIntent(ctx context.Context, in leases.Intent) error {
 
 // DeleteIntent removes an intent; a missing one is not an error.
 func (s *Store) DeleteIntent(ctx context.Context, id string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if _, err := s.pool.Exec(ctx, `DELETE FROM intents WHERE id = $1`, id); err != nil {
 		return s.errorf("postgres: delete intent %s: %w", id, err)
 	}
@@ -40,6 +44,8 @@ func (s *Store) DeleteIntent(ctx context.Context, id string) error {
 
 // ListIntents returns every intent ordered by CreatedAt, then ID.
 func (s *Store) ListIntents(ctx context.Context) ([]leases.Intent, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.pool.Query(ctx, `SELECT id, session_id, provider, created_at, data
 		FROM intents ORDER BY created_at NULLS FIRST, id`)
 	if err != nil {

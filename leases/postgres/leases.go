@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -22,6 +24,8 @@ const leaseCols = `id, session_id, provider, kind, external_id, issued_at, expir
 // transaction, so the first failure rolls back the rest. That holds in
 // every query exec mode, simple protocol included.
 func (s *Store) RecordLeases(ctx context.Context, intentID string, ls []leases.Lease) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	b := &pgx.Batch{}
 	for _, l := range ls {
 		args, err := leaseArgs(l)
@@ -46,6 +50,8 @@ func (s *Store) RecordLeases(ctx context.Context, intentID string, ls []leases.L
 // UpdateLease replaces the stored lease with the same ID, or returns an
 // error wrapping leases.ErrNotFound.
 func (s *Store) UpdateLease(ctx context.Context, l leases.Lease) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	args, err := leaseArgs(l)
 	if err != nil {
 		return s.errorf("postgres: update lease %s: %w", l.ID, err)
@@ -63,6 +69,8 @@ func (s *Store) UpdateLease(ctx context.Context, l leases.Lease) error {
 
 // DeleteLease removes a lease; a missing one is not an error.
 func (s *Store) DeleteLease(ctx context.Context, id string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if _, err := s.pool.Exec(ctx, `DELETE FROM leases WHERE id = $1`, id); err != nil {
 		return s.errorf("postgres: delete lease %s: %w", id, err)
 	}
@@ -72,6 +80,8 @@ func (s *Store) DeleteLease(ctx context.Context, id string) error {
 // GetLease returns the lease with id, or an error wrapping
 // leases.ErrNotFound.
 func (s *Store) GetLease(ctx context.Context, id string) (leases.Lease, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	l, err := scanLease(s.pool.QueryRow(ctx, `SELECT `+leaseCols+` FROM leases WHERE id = $1`, id))
 	if err != nil {
 		return leases.Lease{}, s.errorf("postgres: get lease %s: %w", id, notFound(err))
@@ -82,6 +92,8 @@ func (s *Store) GetLease(ctx context.Context, id string) (leases.Lease, error) {
 // ListLeases returns the leases of sessionID, or of every session when it is
 // empty, ordered by IssuedAt then ID.
 func (s *Store) ListLeases(ctx context.Context, sessionID string) ([]leases.Lease, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if sessionID == "" {
 		return s.queryLeases(ctx, "list leases",
 			`SELECT `+leaseCols+` FROM leases ORDER BY issued_at NULLS FIRST, id`)
@@ -93,8 +105,41 @@ func (s *Store) ListLeases(ctx context.Context, sessionID string) ([]leases.Leas
 // ListLeasesByState returns every lease in state st, ordered by IssuedAt
 // then ID.
 func (s *Store) ListLeasesByState(ctx context.Context, st leases.LeaseState) ([]leases.Lease, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	return s.queryLeases(ctx, "list leases in state "+string(st),
 		`SELECT `+leaseCols+` FROM leases WHERE state = $1 ORDER BY issued_at NULLS FIRST, id`, string(st))
+}
+
+// FindLeases returns the leases matching f, ordered by IssuedAt then ID.
+func (s *Store) FindLeases(ctx context.Context, f leases.LeaseFilter) ([]leases.Lease, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var (
+		where []string
+		args  []any
+	)
+	param := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if f.State != "" {
+		where = append(where, "state = "+param(string(f.State)))
+	}
+	if f.HostID != "" {
+		where = append(where, "(session_id = "+param(leases.BrokerSession(f.HostID))+
+			" OR session_id IN (SELECT id FROM sessions WHERE host_id = "+param(f.HostID)+"))")
+	}
+	if f.BrokerOnly {
+		// starts_with, not LIKE: '_' is a LIKE wildcard.
+		where = append(where, "(session_id = "+param(leases.BrokerSessionID)+
+			" OR starts_with(session_id, "+param(leases.BrokerSessionID+"/")+"))")
+	}
+	q := `SELECT ` + leaseCols + ` FROM leases`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	return s.queryLeases(ctx, "find leases", q+` ORDER BY issued_at NULLS FIRST, id`, args...)
 }
 
 // queryLeases runs a SELECT of leaseCols; op names it in errors.

@@ -77,6 +77,9 @@ var migrations = []string{
 		declared_at timestamptz,
 		caller_uid  bigint NOT NULL
 	);`,
+	// 2: fleet mode. Each broker lists its own sessions (refresher,
+	// reaper, reconciler) by host.
+	`CREATE INDEX sessions_by_host ON sessions (host_id, state);`,
 }
 
 // migrate brings the database up to len(migs) in one transaction that holds

@@ -6,8 +6,13 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"net"
+	"syscall"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sys/unix"
 
 	"github.com/credbroker/credbroker/leases"
 )
@@ -23,6 +28,9 @@ type Store struct {
 	// secrets are the passwords that must never reach an error's text.
 	secrets []string
 	hostID  string
+	// listen is the connection config of the dedicated LISTEN connection
+	// (WatchIncident), which cannot come from the pool.
+	listen *pgx.ConnConfig
 }
 
 // Option configures Open.
@@ -58,7 +66,12 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "credbroker"
 	}
-	s := &Store{target: redactedDSN(cfg.ConnConfig.Config), secrets: passwords(cfg.ConnConfig.Config), hostID: o.hostID}
+	failFast(cfg.ConnConfig)
+	s := &Store{target: redactedDSN(cfg.ConnConfig.Config), secrets: passwords(cfg.ConnConfig.Config), hostID: o.hostID,
+		listen: cfg.ConnConfig.Copy()}
+	// Named apart, so an operator sees each broker's watch in
+	// pg_stat_activity.
+	s.listen.RuntimeParams["application_name"] += " " + watchAppSuffix
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, s.errorf("postgres: open %s: %w", s.target, err)
 	}
@@ -87,3 +100,61 @@ func (s *Store) errorf(format string, args ...any) error {
 
 // String names the database without its password.
 func (s *Store) String() string { return s.target }
+
+// Connection timing. A broker must notice a database that went away within
+// seconds, not the minutes TCP's defaults take: minting fails closed (with a
+// clear error) instead of hanging, and the incident watch reconnects.
+const (
+	// defaultConnectTimeout applies when the DSN sets no connect_timeout.
+	defaultConnectTimeout = 5 * time.Second
+	// keepAliveIdle, keepAliveInterval and keepAliveCount find a silent
+	// peer on an idle connection after about 20s.
+	keepAliveIdle     = 10 * time.Second
+	keepAliveInterval = 5 * time.Second
+	keepAliveCount    = 2
+	// userTimeout drops a connection whose sent data stays unacknowledged
+	// that long (TCP_USER_TIMEOUT), so a query on a cut connection fails
+	// instead of waiting for TCP's retransmissions to give up.
+	userTimeout = 20 * time.Second
+)
+
+// failFast sets the connect timeout (unless the DSN has one) and a dialer
+// with short keepalives and TCP_USER_TIMEOUT on TCP connections.
+func failFast(cc *pgx.ConnConfig) {
+	if cc.ConnectTimeout == 0 {
+		cc.ConnectTimeout = defaultConnectTimeout
+	}
+	d := &net.Dialer{
+		Timeout: cc.ConnectTimeout,
+		KeepAliveConfig: net.KeepAliveConfig{
+			Enable: true, Idle: keepAliveIdle, Interval: keepAliveInterval, Count: keepAliveCount,
+		},
+		Control: func(network, _ string, c syscall.RawConn) error {
+			if network != "tcp" && network != "tcp4" && network != "tcp6" {
+				return nil
+			}
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(userTimeout.Milliseconds()))
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		},
+	}
+	cc.DialFunc = d.DialContext
+}
+
+// opTimeout bounds every Store call whose context has no earlier deadline:
+// a database that stopped answering makes calls fail (minting fails
+// closed, revocation carries on without the store) instead of hanging.
+const opTimeout = 10 * time.Second
+
+// bound returns ctx with opTimeout applied, unless it ends sooner.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= opTimeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, opTimeout)
+}

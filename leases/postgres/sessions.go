@@ -11,19 +11,25 @@ import (
 	"github.com/credbroker/credbroker/leases"
 )
 
-const sessionCols = `id, role, uid, caller_uid, dir, created_at, expires_at, state, end_reason, ended_at`
+const sessionCols = `id, role, uid, caller_uid, dir, created_at, expires_at, state, end_reason, ended_at, host_id`
 
-// CreateSession inserts s, stamped with the store's host id; it fails if
-// the id exists.
+// CreateSession inserts s; it fails if the id exists. A session without a
+// HostID is stamped with the store's (WithHostID).
 func (s *Store) CreateSession(ctx context.Context, sess leases.Session) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	ts, err := encTimes(sess.CreatedAt, sess.ExpiresAt, sess.EndedAt)
 	if err != nil {
 		return s.errorf("postgres: create session %s: %w", sess.ID, err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO sessions (`+sessionCols+`, host_id)
+	host := sess.HostID
+	if host == "" {
+		host = s.hostID
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO sessions (`+sessionCols+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		sess.ID, sess.Role, sess.UID, sess.CallerUID, sess.Dir,
-		ts[0], ts[1], string(sess.State), sess.EndReason, ts[2], s.hostID)
+		ts[0], ts[1], string(sess.State), sess.EndReason, ts[2], host)
 	if err != nil {
 		return s.errorf("postgres: create session %s: %w", sess.ID, err)
 	}
@@ -33,6 +39,8 @@ func (s *Store) CreateSession(ctx context.Context, sess leases.Session) error {
 // GetSession returns the session with id, or an error wrapping
 // leases.ErrNotFound.
 func (s *Store) GetSession(ctx context.Context, id string) (leases.Session, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	row := s.pool.QueryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = $1`, id)
 	sess, err := scanSession(row)
 	if err != nil {
@@ -44,6 +52,8 @@ func (s *Store) GetSession(ctx context.Context, id string) (leases.Session, erro
 // ListSessions returns the sessions matching f ordered by CreatedAt (then
 // ID, so equal times list in a stable order).
 func (s *Store) ListSessions(ctx context.Context, f leases.SessionFilter) ([]leases.Session, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	var (
 		where []string
 		args  []any
@@ -67,6 +77,9 @@ func (s *Store) ListSessions(ctx context.Context, f leases.SessionFilter) ([]lea
 		// The zero ExpiresAt (NULL) is before any cutoff, as in Go.
 		where = append(where, "(expires_at IS NULL OR expires_at < "+param(cutoff)+")")
 	}
+	if f.HostID != "" {
+		where = append(where, "host_id = "+param(f.HostID))
+	}
 	q := `SELECT ` + sessionCols + ` FROM sessions`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
@@ -85,9 +98,11 @@ func (s *Store) ListSessions(ctx context.Context, f leases.SessionFilter) ([]lea
 }
 
 // UpdateSession replaces the stored session with the same ID, or returns an
-// error wrapping leases.ErrNotFound. The host id is kept: ownership is not
-// part of leases.Session.
+// error wrapping leases.ErrNotFound. The host id is kept: a session's owner
+// never changes.
 func (s *Store) UpdateSession(ctx context.Context, sess leases.Session) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	ts, err := encTimes(sess.CreatedAt, sess.ExpiresAt, sess.EndedAt)
 	if err != nil {
 		return s.errorf("postgres: update session %s: %w", sess.ID, err)
@@ -111,7 +126,7 @@ func scanSession(row pgx.Row) (leases.Session, error) {
 		created, expires, endedAt pgtype.Timestamptz
 	)
 	err := row.Scan(&sess.ID, &sess.Role, &sess.UID, &sess.CallerUID, &sess.Dir,
-		&created, &expires, &state, &sess.EndReason, &endedAt)
+		&created, &expires, &state, &sess.EndReason, &endedAt, &sess.HostID)
 	if err != nil {
 		return leases.Session{}, err
 	}

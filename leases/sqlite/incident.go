@@ -9,6 +9,8 @@ import (
 	"github.com/credbroker/credbroker/leases"
 )
 
+var _ leases.IncidentWatcher = (*Store)(nil)
+
 // SetIncident persists the incident lock, replacing any earlier one.
 func (s *Store) SetIncident(ctx context.Context, in leases.Incident) error {
 	declared, err := encTime(in.DeclaredAt)
@@ -21,6 +23,7 @@ func (s *Store) SetIncident(ctx context.Context, in leases.Incident) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: set incident: %w", err)
 	}
+	s.wakeWatchers()
 	return nil
 }
 
@@ -50,4 +53,48 @@ func (s *Store) ClearIncident(ctx context.Context) error {
 		return fmt.Errorf("sqlite: clear incident: %w", err)
 	}
 	return nil
+}
+
+// WatchIncident reports incidents set through this Store value: an SQLite
+// file belongs to one broker, so there is no one else to hear from. It
+// reports the lock in place when it starts, then each SetIncident.
+func (s *Store) WatchIncident(ctx context.Context, declared func(leases.Incident), lost func(error)) error {
+	wake := make(chan struct{}, 1)
+	s.watchMu.Lock()
+	if s.watchers == nil {
+		s.watchers = map[chan struct{}]bool{}
+	}
+	s.watchers[wake] = true
+	s.watchMu.Unlock()
+	defer func() {
+		s.watchMu.Lock()
+		delete(s.watchers, wake)
+		s.watchMu.Unlock()
+	}()
+	for {
+		in, ok, err := s.GetIncident(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && lost != nil:
+			lost(err)
+		case err == nil && ok:
+			declared(in)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+		}
+	}
+}
+
+// wakeWatchers tells every WatchIncident call to read the lock again.
+func (s *Store) wakeWatchers() {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	for w := range s.watchers {
+		select {
+		case w <- struct{}{}:
+		default: // already woken; it reads the latest state
+		}
+	}
 }

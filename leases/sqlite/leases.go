@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/credbroker/credbroker/leases"
 )
@@ -107,6 +108,33 @@ func (s *Store) ListLeases(ctx context.Context, sessionID string) ([]leases.Leas
 func (s *Store) ListLeasesByState(ctx context.Context, st leases.LeaseState) ([]leases.Lease, error) {
 	return s.queryLeases(ctx, "list leases in state "+string(st),
 		`SELECT `+leaseCols+` FROM leases WHERE state = ? ORDER BY issued_at, id`, string(st))
+}
+
+// FindLeases returns the leases matching f, ordered by IssuedAt then ID.
+func (s *Store) FindLeases(ctx context.Context, f leases.LeaseFilter) ([]leases.Lease, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if f.State != "" {
+		where = append(where, "state = ?")
+		args = append(args, string(f.State))
+	}
+	if f.HostID != "" {
+		where = append(where, "(session_id = ? OR session_id IN (SELECT id FROM sessions WHERE host_id = ?))")
+		args = append(args, leases.BrokerSession(f.HostID), f.HostID)
+	}
+	if f.BrokerOnly {
+		// substr, not LIKE: '_' is a LIKE wildcard.
+		where = append(where, "(session_id = ? OR substr(session_id, 1, ?) = ?)")
+		prefix := leases.BrokerSessionID + "/"
+		args = append(args, leases.BrokerSessionID, len(prefix), prefix)
+	}
+	q := `SELECT ` + leaseCols + ` FROM leases`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	return s.queryLeases(ctx, "find leases", q+` ORDER BY issued_at, id`, args...)
 }
 
 // queryLeases runs a SELECT of leaseCols; op names it in errors.

@@ -65,6 +65,10 @@ var migrations = []string{
 		declared_at INTEGER,
 		caller_uid  INTEGER NOT NULL
 	) STRICT;`,
+	// 2: fleet mode. host_id is the broker host that owns a session (''
+	// for a single broker, and for sessions written before this version).
+	`ALTER TABLE sessions ADD COLUMN host_id TEXT NOT NULL DEFAULT '';
+	CREATE INDEX sessions_by_host ON sessions (host_id, state);`,
 }
 
 // migrate brings db up to len(migs) in one transaction, applying only the

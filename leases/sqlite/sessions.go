@@ -10,7 +10,7 @@ import (
 	"github.com/credbroker/credbroker/leases"
 )
 
-const sessionCols = `id, role, uid, caller_uid, dir, created_at, expires_at, state, end_reason, ended_at`
+const sessionCols = `id, role, uid, caller_uid, dir, created_at, expires_at, state, end_reason, ended_at, host_id`
 
 // CreateSession inserts s; it fails if the id exists.
 func (s *Store) CreateSession(ctx context.Context, sess leases.Session) error {
@@ -19,9 +19,9 @@ func (s *Store) CreateSession(ctx context.Context, sess leases.Session) error {
 		return fmt.Errorf("sqlite: create session %s: %w", sess.ID, err)
 	}
 	_, err = s.db.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		sess.ID, sess.Role, sess.UID, sess.CallerUID, sess.Dir,
-		ts[0], ts[1], string(sess.State), sess.EndReason, ts[2])
+		ts[0], ts[1], string(sess.State), sess.EndReason, ts[2], sess.HostID)
 	if err != nil {
 		return fmt.Errorf("sqlite: create session %s: %w", sess.ID, err)
 	}
@@ -66,6 +66,10 @@ func (s *Store) ListSessions(ctx context.Context, f leases.SessionFilter) ([]lea
 		where = append(where, "(expires_at IS NULL OR expires_at < ?)")
 		args = append(args, cutoff)
 	}
+	if f.HostID != "" {
+		where = append(where, "host_id = ?")
+		args = append(args, f.HostID)
+	}
 	q := `SELECT ` + sessionCols + ` FROM sessions`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
@@ -92,7 +96,8 @@ func (s *Store) ListSessions(ctx context.Context, f leases.SessionFilter) ([]lea
 }
 
 // UpdateSession replaces the stored session with the same ID, or returns an
-// error wrapping leases.ErrNotFound.
+// error wrapping leases.ErrNotFound. The host id is kept: a session's owner
+// never changes.
 func (s *Store) UpdateSession(ctx context.Context, sess leases.Session) error {
 	ts, err := encTimes(sess.CreatedAt, sess.ExpiresAt, sess.EndedAt)
 	if err != nil {
@@ -117,7 +122,7 @@ func scanSession(sc scanner) (leases.Session, error) {
 		created, expires, endedTime sql.NullInt64
 	)
 	err := sc.Scan(&sess.ID, &sess.Role, &sess.UID, &sess.CallerUID, &sess.Dir,
-		&created, &expires, &state, &sess.EndReason, &endedTime)
+		&created, &expires, &state, &sess.EndReason, &endedTime, &sess.HostID)
 	if err != nil {
 		return leases.Session{}, err
 	}

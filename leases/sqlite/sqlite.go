@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/credbroker/credbroker/leases"
 
@@ -24,6 +25,9 @@ var _ leases.Store = (*Store)(nil)
 type Store struct {
 	db   *sql.DB
 	path string
+
+	watchMu  sync.Mutex
+	watchers map[chan struct{}]bool // WatchIncident calls, woken by SetIncident
 }
 
 // busyTimeoutMS is how long a connection waits for another process's write

@@ -35,18 +35,26 @@ func Run(t *testing.T, open func(t *testing.T) leases.Store) {
 		{"Incident", incidentTests},
 		{"Concurrency", concurrencyTests},
 		{"Context", contextTests},
+		{"Fleet", fleetTests},
+		{"IncidentWatch", nil}, // filled below when the store is a leases.IncidentWatcher
 	}
 	for i, g := range groups {
-		if g.name == "Batch" {
+		if g.name == "Batch" || g.name == "IncidentWatch" {
 			probe := open(t)
-			_, ok := probe.(leases.Batcher)
+			_, batcher := probe.(leases.Batcher)
+			_, watcher := probe.(leases.IncidentWatcher)
 			if err := probe.Close(); err != nil {
 				t.Errorf("Close: %v", err)
 			}
-			if !ok {
+			switch {
+			case g.name == "Batch" && batcher:
+				g.tests = batchTests
+			case g.name == "IncidentWatch" && watcher:
+				g.tests = watchTests
+			default:
 				continue
 			}
-			groups[i].tests, g.tests = batchTests, batchTests
+			groups[i].tests = g.tests
 		}
 		t.Run(g.name, func(t *testing.T) {
 			for _, tc := range g.tests {

@@ -21,7 +21,8 @@ import (
 func Build(ctx context.Context, cfg *configs.Config, ledger leases.Store, log *slog.Logger) (*providers.Registry, error) {
 	reg := providers.NewRegistry()
 	if cfg.Providers.Vault != nil {
-		p, err := vault.New(ctx, *cfg.Providers.Vault, ledger, log)
+		// Epochs are recorded as this host's (fleet mode; none for one broker).
+		p, err := vault.New(ctx, *cfg.Providers.Vault, ledger, log, vault.WithHostID(cfg.Broker.HostID))
 		if err != nil {
 			return nil, err
 		}

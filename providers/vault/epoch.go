@@ -52,7 +52,7 @@ func (p *Provider) dropEpoch(tok string) bool {
 func (p *Provider) newEpoch(ctx context.Context) (*epoch, error) {
 	intent := leases.Intent{
 		ID:        "vault-epoch-" + rand.Text(),
-		SessionID: leases.BrokerSessionID,
+		SessionID: p.self,
 		Provider:  Name,
 		CreatedAt: p.now(),
 	}
@@ -63,7 +63,7 @@ func (p *Provider) newEpoch(ctx context.Context) (*epoch, error) {
 	sec, err := p.client.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{
 		DisplayName: "credbroker-epoch",
 		TTL:         ttl.String(),
-		Metadata:    map[string]string{metaSession: leases.BrokerSessionID, metaRole: "epoch"},
+		Metadata:    map[string]string{metaSession: p.self, metaRole: "epoch"},
 	})
 	if err != nil {
 		// Vault answered with an error: nothing was created, so the intent
@@ -84,7 +84,7 @@ func (p *Provider) newEpoch(ctx context.Context) (*epoch, error) {
 	}
 	l := leases.Lease{
 		ID:         leaseID(KindEpoch, e.accessor),
-		SessionID:  leases.BrokerSessionID,
+		SessionID:  p.self,
 		Provider:   Name,
 		Kind:       KindEpoch,
 		ExternalID: e.accessor,

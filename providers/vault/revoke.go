@@ -85,16 +85,17 @@ func (p *Provider) revokeAccessor(ctx context.Context, accessor string) error {
 	return nil
 }
 
-// RevokeAll revokes every epoch token the store knows (normally one or two):
-// Vault then revokes every session token below them and every lease those
-// created. The next Mint starts a new epoch.
+// RevokeAll revokes every epoch token the store knows (normally one or two
+// per broker), those of every broker sharing the store included: Vault then
+// revokes every session token below them and every lease those created. The
+// next Mint starts a new epoch. Running it twice, or on two brokers at once,
+// is harmless: a revoked epoch counts as revoked.
 func (p *Provider) RevokeAll(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ls, err := p.ledger.ListLeases(ctx, leases.BrokerSessionID)
-	if err != nil {
-		return fmt.Errorf("vault: list epochs: %w", err)
-	}
+	// The epoch in memory is revoked even when the store cannot be read:
+	// revocation does not wait for the database.
+	ls, listErr := p.ledger.FindLeases(ctx, leases.LeaseFilter{BrokerOnly: true})
 	accessors := map[string]bool{}
 	for _, l := range ls {
 		if l.Provider == Name && l.Kind == KindEpoch {
@@ -104,16 +105,32 @@ func (p *Provider) RevokeAll(ctx context.Context) error {
 	if p.epoch != nil {
 		accessors[p.epoch.accessor] = true
 	}
-	var errs []error
+	// Each epoch is its own tree (one per broker host and rotation):
+	// Vault revokes them in parallel.
+	var (
+		mu   sync.Mutex
+		errs []error
+		g    errgroup.Group
+	)
+	g.SetLimit(4)
 	for acc := range accessors {
-		if err := p.revokeAccessor(ctx, acc); err != nil {
-			errs = append(errs, err)
-		}
+		g.Go(func() error {
+			if err := p.revokeAccessor(ctx, acc); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+			return nil
+		})
 	}
+	_ = g.Wait()
 	if len(errs) > 0 {
 		return fmt.Errorf("vault: revoke all: %d of %d epochs failed: %w", len(errs), len(accessors), errs[0])
 	}
 	p.epoch = nil
+	if listErr != nil {
+		return fmt.Errorf("vault: revoke all: revoked this broker's current epoch, but cannot list the others: %w", listErr)
+	}
 	return nil
 }
 
@@ -158,7 +175,7 @@ func (p *Provider) FindOrphans(ctx context.Context, sessionID string, known []le
 				return nil
 			}
 			kind := KindToken
-			if sessionID == leases.BrokerSessionID {
+			if leases.IsBrokerSession(sessionID) {
 				kind = KindEpoch
 			}
 			mu.Lock()

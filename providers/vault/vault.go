@@ -53,7 +53,7 @@ type Ledger interface {
 	PutIntent(ctx context.Context, in leases.Intent) error
 	DeleteIntent(ctx context.Context, id string) error
 	RecordLeases(ctx context.Context, intentID string, ls []leases.Lease) error
-	ListLeases(ctx context.Context, sessionID string) ([]leases.Lease, error)
+	FindLeases(ctx context.Context, f leases.LeaseFilter) ([]leases.Lease, error)
 }
 
 // Provider mints Vault tokens and secrets.
@@ -64,9 +64,23 @@ type Provider struct {
 	log    *slog.Logger
 	now    func() time.Time
 	caPEM  []byte
+	// self is the broker's pseudo-session its epochs are recorded under
+	// (leases.BrokerSession of its host).
+	self string
 
 	mu    sync.Mutex
 	epoch *epoch
+}
+
+// Option configures New.
+type Option func(*Provider)
+
+// WithHostID records the epochs as the broker host id's own
+// (leases.BrokerSession(id)), in the store and in Vault's token metadata,
+// so brokers sharing a store (fleet mode) each recover only their own after
+// a crash. RevokeAll still revokes every host's.
+func WithHostID(id string) Option {
+	return func(p *Provider) { p.self = leases.BrokerSession(id) }
 }
 
 type epoch struct {
@@ -80,7 +94,7 @@ var _ providers.Provider = (*Provider)(nil)
 // New builds the provider and logs the broker in. It does not fail when
 // Vault is unreachable at start (minting fails with a clear error then, and
 // revocations are retried), but it does fail on configuration errors.
-func New(ctx context.Context, cfg configs.VaultProvider, ledger Ledger, log *slog.Logger) (*Provider, error) {
+func New(ctx context.Context, cfg configs.VaultProvider, ledger Ledger, log *slog.Logger, opts ...Option) (*Provider, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -110,7 +124,11 @@ func New(ctx context.Context, cfg configs.VaultProvider, ledger Ledger, log *slo
 	if cfg.Namespace != "" {
 		c.SetNamespace(cfg.Namespace)
 	}
-	p := &Provider{cfg: cfg, client: c, ledger: ledger, log: log.With("provider", Name), now: time.Now, caPEM: caPEM}
+	p := &Provider{cfg: cfg, client: c, ledger: ledger, log: log.With("provider", Name), now: time.Now, caPEM: caPEM,
+		self: leases.BrokerSessionID}
+	for _, o := range opts {
+		o(p)
+	}
 	if err := p.login(ctx); err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -58,6 +59,9 @@ type cluster struct {
 	admin         *pgxpool.Pool // superuser, database postgres
 	createOpts    string        // appended to CREATE DATABASE
 	durable       bool          // fsync on: see DurableEnv
+	opts          Options
+	bin           string              // holds postgres
+	cred          *syscall.Credential // whom the server runs as
 
 	proc    *exec.Cmd
 	exited  chan struct{} // closed once proc has been waited for
@@ -65,7 +69,7 @@ type cluster struct {
 }
 
 // start initialises a cluster in a new temporary directory and starts it.
-func start() (c *cluster, err error) {
+func start(opts Options) (c *cluster, err error) {
 	bin, err := findBinDir()
 	if err != nil {
 		return nil, err
@@ -81,7 +85,8 @@ func start() (c *cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &cluster{dir: dir, superPassword: randomHex(), rolePassword: randomHex(), durable: durable}
+	c = &cluster{dir: dir, superPassword: randomHex(), rolePassword: randomHex(), durable: durable,
+		opts: opts, bin: bin, cred: cred}
 	defer func() {
 		if err != nil {
 			_ = c.stop()
@@ -94,8 +99,11 @@ func start() (c *cluster, err error) {
 	if err := c.initdb(bin, cred); err != nil {
 		return c, err
 	}
+	if err := c.allowNetworks(); err != nil {
+		return c, err
+	}
 	for attempt := 1; ; attempt++ {
-		err = c.startServer(bin, cred)
+		err = c.startServer(0)
 		if err == nil || attempt == startAttempts || !errors.Is(err, errExitedEarly) {
 			break
 		}
@@ -233,15 +241,43 @@ func (c *cluster) initdb(bin string, cred *syscall.Credential) error {
 	return nil
 }
 
-var errExitedEarly = errors.New("postgres exited during start-up")
-
-// startServer runs postgres on a free 127.0.0.1 port (and a socket in c.dir)
-// and waits until the superuser can log in. Unless c.durable, durability is
-// traded for speed: the data dies with the test run.
-func (c *cluster) startServer(bin string, cred *syscall.Credential) error {
-	port, err := freePort()
+// allowNetworks lets the test role log in with its password from
+// c.opts.Allow, besides the loopback initdb allows.
+func (c *cluster) allowNetworks() error {
+	if len(c.opts.Allow) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for _, cidr := range c.opts.Allow {
+		if _, _, err := net.ParseCIDR(cidr); err != nil {
+			return fmt.Errorf("pgtest: Allow: %w", err)
+		}
+		fmt.Fprintf(&b, "host all %s %s scram-sha-256\n", TestRole, cidr)
+	}
+	f, err := os.OpenFile(filepath.Join(c.dir, "data", "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
+	}
+	if _, err := f.WriteString(b.String()); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+var errExitedEarly = errors.New("postgres exited during start-up")
+
+// startServer runs postgres on port (0: a free one) on 127.0.0.1 and
+// c.opts.Listen (and a socket in c.dir), and waits until the superuser can
+// log in. Unless c.durable, durability is traded for speed: the data dies
+// with the test run.
+func (c *cluster) startServer(port int) error {
+	bin, cred := c.bin, c.cred
+	if port == 0 {
+		var err error
+		if port, err = freePort(); err != nil {
+			return err
+		}
 	}
 	if c.logFile != nil { // an earlier attempt's
 		_ = c.logFile.Close()
@@ -252,7 +288,7 @@ func (c *cluster) startServer(bin string, cred *syscall.Credential) error {
 	}
 	args := []string{"-D", filepath.Join(c.dir, "data"),
 		"-p", strconv.Itoa(port), "-k", c.dir,
-		"-c", "listen_addresses=127.0.0.1",
+		"-c", "listen_addresses=" + strings.Join(append([]string{"127.0.0.1"}, c.opts.Listen...), ","),
 		"-c", "shared_buffers=32MB", "-c", "max_connections=200"}
 	if !c.durable {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
@@ -298,21 +334,30 @@ func (c *cluster) stop() error {
 	if c.admin != nil {
 		c.admin.Close()
 	}
-	var err error
-	if c.proc != nil {
-		_ = c.proc.Process.Signal(syscall.SIGINT)
-		select {
-		case <-c.exited:
-		case <-time.After(30 * time.Second):
-			_ = c.proc.Process.Kill()
-			<-c.exited
-			err = fmt.Errorf("postgres did not stop within 30s; killed:\n%s", c.logTail())
-		}
-	}
+	err := c.halt()
 	if c.logFile != nil {
 		_ = c.logFile.Close()
 	}
 	return errors.Join(err, os.RemoveAll(c.dir))
+}
+
+// halt shuts the server down in fast mode (SIGINT: sessions are ended at
+// once, as when a database goes away) and keeps its data.
+func (c *cluster) halt() error {
+	if c.proc == nil {
+		return nil
+	}
+	_ = c.proc.Process.Signal(syscall.SIGINT)
+	var err error
+	select {
+	case <-c.exited:
+	case <-time.After(30 * time.Second):
+		_ = c.proc.Process.Kill()
+		<-c.exited
+		err = fmt.Errorf("postgres did not stop within 30s; killed:\n%s", c.logTail())
+	}
+	c.proc = nil
+	return err
 }
 
 // superDSN is the superuser's URL for database db.

@@ -16,6 +16,13 @@
 //
 // Elsewhere each NewDB starts a cluster of its own (about a second), stopped
 // in t.Cleanup.
+//
+// A test that must stop and restart the server (an outage), or reach it
+// from Docker containers, starts its own with Start:
+//
+//	c := pgtest.Start(t, pgtest.Options{Listen: []string{gateway}, Allow: []string{subnet}})
+//	db := c.NewDB(t).At(gateway)
+//	c.Stop(t) // ... c.Start(t)
 package pgtest
 
 import (
@@ -96,7 +103,11 @@ func Main(m *testing.M) int {
 // ends. A cluster that cannot start fails the test: it is never skipped.
 func NewDB(tb testing.TB) DB {
 	tb.Helper()
-	c := clusterFor(tb)
+	return newDB(tb, clusterFor(tb))
+}
+
+func newDB(tb testing.TB, c *cluster) DB {
+	tb.Helper()
 	name := fmt.Sprintf("t%d", dbSeq.Add(1))
 	ctx := context.Background()
 	// template0 is the pristine template: nothing another test did to
@@ -135,21 +146,12 @@ func Superuser(tb testing.TB, db DB) *pgxpool.Pool {
 func clusterFor(tb testing.TB) *cluster {
 	tb.Helper()
 	if !inMain.Load() {
-		c, err := start()
-		if err != nil {
-			tb.Fatalf("pgtest: start PostgreSQL: %v", err)
-		}
-		tb.Cleanup(func() {
-			if err := c.stop(); err != nil {
-				tb.Errorf("pgtest: stop PostgreSQL: %v", err)
-			}
-		})
-		return c
+		return Start(tb, Options{}).c
 	}
 	startMu.Lock()
 	defer startMu.Unlock()
 	if shared == nil && startErr == nil {
-		shared, startErr = start()
+		shared, startErr = start(Options{})
 	}
 	if startErr != nil {
 		tb.Fatalf("pgtest: start PostgreSQL: %v", startErr)

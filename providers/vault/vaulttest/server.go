@@ -1,5 +1,6 @@
-// Package vaulttest starts a real Vault dev server on 127.0.0.1 for tests
-// and seeds it with the example roles' policies, token role and secrets.
+// Package vaulttest starts a real Vault dev server (on 127.0.0.1 unless told
+// otherwise) for tests and seeds it with the example roles' policies, token
+// role and secrets.
 package vaulttest
 
 import (
@@ -52,9 +53,17 @@ func Binary() string {
 	return filepath.Join(dir, "vault-"+Version)
 }
 
-// Start runs a Vault dev server until the test ends. A missing binary is a
-// test failure, never a skip: `make testbins` builds it.
+// Start runs a Vault dev server on 127.0.0.1 until the test ends. A missing
+// binary is a test failure, never a skip: `make testbins` builds it.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return StartOn(t, "127.0.0.1")
+}
+
+// StartOn is Start listening on host instead, such as the gateway of a
+// Docker network whose containers must reach the server (they cannot reach
+// the host's loopback).
+func StartOn(t testing.TB, host string) *Server {
 	t.Helper()
 	bin := Binary()
 	if _, err := os.Stat(bin); err != nil {
@@ -62,7 +71,7 @@ func Start(t testing.TB) *Server {
 	}
 	var lastErr error
 	for range 3 {
-		s, err := start(bin)
+		s, err := start(bin, host)
 		if err == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -73,12 +82,12 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-func start(bin string) (*Server, error) {
-	port, err := freePort()
+func start(bin, host string) (*Server, error) {
+	port, err := freePort(host)
 	if err != nil {
 		return nil, err
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	logs := &bytes.Buffer{}
 	cmd := exec.Command(bin, "server", "-dev", "-dev-root-token-id="+RootToken, "-dev-listen-address="+addr, "-log-level=warn")
 	cmd.Env = append(os.Environ(), "VAULT_ADDR=http://"+addr, "HOME="+os.TempDir())
@@ -118,8 +127,8 @@ func (s *Server) Stop() {
 	}
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, err
 	}
