@@ -46,6 +46,7 @@ const (
 	EvIncident        = "incident.declare"
 	EvIncidentClear   = "incident.clear"
 	EvProviderRevoke  = "provider.revoke_all"
+	EvProviderNotice  = "provider.notice"
 	EvDaemonStart     = "daemon.start"
 	EvDaemonStop      = "daemon.stop"
 )

@@ -108,6 +108,13 @@ type harnessConfig struct {
 	root      string
 	allowDisk bool
 	minio     bool
+	extra     []providers.Provider
+}
+
+// withProvider registers an extra provider (for the broker's handling of
+// provider answers that no local server produces on demand).
+func withProvider(p providers.Provider) harnessOpt {
+	return func(c *harnessConfig) { c.extra = append(c.extra, p) }
 }
 
 // withMinIO adds the AWS provider against a real MinIO (behind its own
@@ -158,6 +165,9 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	cfg := &configs.Config{Path: "test-config.yaml", Roles: roles, Providers: configs.Providers{Vault: &vcfg}}
 	if hc.minio {
 		h.addMinIO(t, cfg, reg, log)
+	}
+	for _, p := range hc.extra {
+		reg.Register(p)
 	}
 	audit, err := broker.OpenAudit(h.audit)
 	if err != nil {

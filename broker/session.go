@@ -338,19 +338,43 @@ func (b *Broker) endFrom(ctx context.Context, s leases.Session, readErr error, r
 // first failed store write is returned and no more are tried.
 func (b *Broker) revokeLeases(ctx context.Context, ls []leases.Lease, reason string, offline bool) (int, error) {
 	sort.SliceStable(ls, func(i, j int) bool { return ls[i].Kind != "token" && ls[j].Kind == "token" })
-	pending := 0
-	var storeErr error
-	for _, l := range ls {
-		ok, err := b.revokeLease(ctx, l, reason, offline || storeErr != nil)
-		if !ok {
-			pending++
+	var (
+		mu       sync.Mutex
+		pending  int
+		storeErr error
+	)
+	// Tokens go last (their children's leases first); within each group up
+	// to revokeWorkers revocations are in flight, which matters only for
+	// the per-lease fallback of revoke --all with many sessions.
+	split := sort.Search(len(ls), func(i int) bool { return ls[i].Kind == "token" })
+	for _, group := range [][]leases.Lease{ls[:split], ls[split:]} {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, revokeWorkers)
+		for _, l := range group {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				mu.Lock()
+				off := offline || storeErr != nil
+				mu.Unlock()
+				ok, err := b.revokeLease(ctx, l, reason, off)
+				mu.Lock()
+				if !ok {
+					pending++
+				}
+				if storeErr == nil {
+					storeErr = err
+				}
+				mu.Unlock()
+			})
 		}
-		if storeErr == nil {
-			storeErr = err
-		}
+		wg.Wait()
 	}
 	return pending, storeErr
 }
+
+// revokeWorkers bounds concurrent per-lease revocations.
+const revokeWorkers = 8
 
 // revokeLease revokes one lease and deletes it from the store only once the
 // provider confirmed; on failure it is kept pending with a backoff. With
@@ -362,6 +386,12 @@ func (b *Broker) revokeLease(ctx context.Context, l leases.Lease, reason string,
 		err = fmt.Errorf("provider %s is not configured", l.Provider)
 	} else {
 		err = p.Revoke(ctx, l)
+	}
+	var notice *providers.Notice
+	if errors.As(err, &notice) {
+		b.record(Event{Event: EvProviderNotice, Session: l.SessionID, Provider: l.Provider, Lease: l.ID, Reason: notice.Msg})
+		b.log.Warn("provider notice", "provider", l.Provider, "lease", l.ID, "notice", notice.Msg)
+		err = nil
 	}
 	var storeErr error
 	if err == nil || errors.Is(err, providers.ErrAlreadyRevoked) {

@@ -82,6 +82,14 @@ type RenewPolicy interface {
 	RenewAfter() float64
 }
 
+// Notice is returned (possibly wrapped) by Revoke or RevokeAll when the
+// revocation succeeded with a side effect an operator must know of, such as
+// AWS's fallback from per-session denies to a TokenIssueTime cut-off. The
+// broker treats it as success and writes Msg into the audit log.
+type Notice struct{ Msg string }
+
+func (n *Notice) Error() string { return n.Msg }
+
 // ErrNotRenewable is returned by Renew when a lease cannot be extended.
 var ErrNotRenewable = errors.New("lease not renewable")
 

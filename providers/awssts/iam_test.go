@@ -8,6 +8,7 @@ package awssts_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/leases"
+	"github.com/credbroker/credbroker/providers"
 	"github.com/credbroker/credbroker/providers/awssts"
 	"github.com/credbroker/credbroker/providers/awssts/iamtest"
 )
@@ -157,12 +159,24 @@ func TestIAMPolicyOverflowFallsBack(t *testing.T) {
 	p, srv := newIAMProvider(t, iamRoles)
 	ctx := context.Background()
 	exp := time.Now().Add(30 * time.Minute)
+	notices := 0
 	for i := range 600 {
 		sid := "s-" + strings.Repeat("x", 10) + string(rune('a'+i%26)) + string(rune('a'+i/26%26))
 		l := leases.Lease{SessionID: sid, ExpiresAt: exp, Data: map[string]string{"role_arn": iamRoles["agent-dev"].AWS.RoleARN}}
-		if err := p.Revoke(ctx, l); err != nil {
+		err := p.Revoke(ctx, l)
+		var n *providers.Notice
+		switch {
+		case errors.As(err, &n):
+			notices++
+			if !strings.Contains(n.Msg, "TokenIssueTime cut-off") || !strings.Contains(n.Msg, "agent-dev") {
+				t.Fatalf("notice %q does not say what happened to which role", n.Msg)
+			}
+		case err != nil:
 			t.Fatalf("revoke #%d: %v", i, err)
 		}
+	}
+	if notices == 0 {
+		t.Fatal("the fallback was not reported as a notice (the broker audits notices)")
 	}
 	raw := mustPolicy(t, srv, "agent-dev")
 	if len(raw) > 10240 {

@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/credbroker/credbroker/providers"
 )
 
 // PolicyName is the inline policy the broker keeps on every role it assumes.
@@ -62,10 +64,18 @@ func (r *iamRevoker) revokeSession(ctx context.Context, sessionID, roleARN strin
 	if roleARN != "" {
 		targets = []string{roleARN}
 	}
+	var notices []string
 	for _, arn := range targets {
 		if err := r.update(ctx, arn, func(d *policyDoc) { addSession(d, sessionID, until) }); err != nil {
-			return err
+			var n *providers.Notice
+			if !errors.As(err, &n) {
+				return err
+			}
+			notices = append(notices, n.Msg)
 		}
+	}
+	if len(notices) > 0 {
+		return &providers.Notice{Msg: strings.Join(notices, "; ")}
 	}
 	return nil
 }
@@ -74,7 +84,9 @@ func (r *iamRevoker) revokeAll(ctx context.Context) error {
 	cut := r.now().UTC()
 	var errs []error
 	for _, arn := range r.roles {
-		if err := r.update(ctx, arn, func(d *policyDoc) { setIssuedBefore(d, cut) }); err != nil {
+		err := r.update(ctx, arn, func(d *policyDoc) { setIssuedBefore(d, cut) })
+		var n *providers.Notice
+		if err != nil && !errors.As(err, &n) {
 			errs = append(errs, err)
 		}
 	}
@@ -96,9 +108,12 @@ func (r *iamRevoker) update(ctx context.Context, roleARN string, change func(*po
 	change(doc)
 	prune(doc, r.now())
 	b, _ := json.Marshal(doc)
+	var notice error
 	if len(b) > maxPolicyChars {
 		r.log.Warn("revocation policy full: falling back to a TokenIssueTime cut-off; live sessions of this role are denied too",
 			"role", roleARN, "chars", len(b))
+		notice = &providers.Notice{Msg: fmt.Sprintf("aws: the revocation policy on %s would pass %d characters: "+
+			"replaced the per-session denies by a TokenIssueTime cut-off, which also denies the role's live sessions", name, maxPolicyChars)}
 		kept := doc.Statement[:0]
 		for _, s := range doc.Statement {
 			if !strings.HasPrefix(s.Sid, sidSessionsPrefix) {
@@ -115,7 +130,7 @@ func (r *iamRevoker) update(ctx context.Context, roleARN string, change func(*po
 	if err != nil {
 		return fmt.Errorf("iam put role policy %s on %s: %w", PolicyName, name, describe(err))
 	}
-	return nil
+	return notice
 }
 
 func (r *iamRevoker) get(ctx context.Context, role string) (*policyDoc, error) {
