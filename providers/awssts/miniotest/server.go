@@ -7,11 +7,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/credbroker/credbroker/internal/testbin"
 )
 
 // Version is the MinIO build the tests use (see scripts/build-minio.sh).
@@ -50,20 +50,7 @@ type Server struct {
 
 // Binary returns the MinIO binary path: $CREDBROKER_MINIO_BIN or the cache
 // that scripts/build-minio.sh fills.
-func Binary() string {
-	if b := os.Getenv("CREDBROKER_MINIO_BIN"); b != "" {
-		return b
-	}
-	dir := os.Getenv("CREDBROKER_TESTBIN")
-	if dir == "" {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			cache = filepath.Join(os.Getenv("HOME"), ".cache")
-		}
-		dir = filepath.Join(cache, "credbroker", "testbin")
-	}
-	return filepath.Join(dir, "minio-"+Version)
-}
+func Binary() string { return testbin.Path("CREDBROKER_MINIO_BIN", "minio", Version) }
 
 // Start runs MinIO until the test ends and seeds the buckets. A missing
 // binary is a failure, never a skip: `make testbins` builds it.
@@ -164,11 +151,4 @@ func (s *Server) seed(t testing.TB) {
 // ReadOnlyPolicy is a session policy that allows reading Readable only.
 const ReadOnlyPolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::` + Readable + `","arn:aws:s3:::` + Readable + `/*"]}]}`
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return testbin.FreePort("127.0.0.1") }

@@ -12,7 +12,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/credbroker/credbroker/internal/testbin"
 )
 
 // Version is the kube-apiserver release the tests run against (see
@@ -68,20 +69,7 @@ type Server struct {
 
 // Binary returns the kube-apiserver path: $CREDBROKER_KUBE_APISERVER_BIN,
 // or the cache that scripts/build-kube.sh fills.
-func Binary() string {
-	if b := os.Getenv("CREDBROKER_KUBE_APISERVER_BIN"); b != "" {
-		return b
-	}
-	dir := os.Getenv("CREDBROKER_TESTBIN")
-	if dir == "" {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			cache = filepath.Join(os.Getenv("HOME"), ".cache")
-		}
-		dir = filepath.Join(cache, "credbroker", "testbin")
-	}
-	return filepath.Join(dir, "kube-apiserver-"+Version)
-}
+func Binary() string { return testbin.Path("CREDBROKER_KUBE_APISERVER_BIN", "kube-apiserver", Version) }
 
 // EtcdBinary returns $CREDBROKER_ETCD_BIN or etcd on PATH (Debian's
 // etcd-server, installed by scripts/install-deps.sh).
@@ -321,14 +309,7 @@ func (s *Server) Stop() {
 	}
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0") //nolint:noctx // a local port probe
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return testbin.FreePort("127.0.0.1") }
 
 // RESTConfig is a client config for one of the static-token users.
 func (s *Server) RESTConfig(user string) *rest.Config {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/credbroker/credbroker/internal/testbin"
 )
 
 // Version is the Vault release the tests run against (see scripts/build-vault.sh).
@@ -38,20 +40,7 @@ type Server struct {
 
 // Binary returns the Vault binary path: $CREDBROKER_VAULT_BIN, or the cache
 // that scripts/build-vault.sh fills.
-func Binary() string {
-	if b := os.Getenv("CREDBROKER_VAULT_BIN"); b != "" {
-		return b
-	}
-	dir := os.Getenv("CREDBROKER_TESTBIN")
-	if dir == "" {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			cache = filepath.Join(os.Getenv("HOME"), ".cache")
-		}
-		dir = filepath.Join(cache, "credbroker", "testbin")
-	}
-	return filepath.Join(dir, "vault-"+Version)
-}
+func Binary() string { return testbin.Path("CREDBROKER_VAULT_BIN", "vault", Version) }
 
 // Start runs a Vault dev server on 127.0.0.1 until the test ends. A missing
 // binary is a test failure, never a skip: `make testbins` builds it.
@@ -127,14 +116,7 @@ func (s *Server) Stop() {
 	}
 }
 
-func freePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort(host string) (int, error) { return testbin.FreePort(host) }
 
 // ExamplesDir is configs/examples/vault in this module.
 func ExamplesDir() string {
