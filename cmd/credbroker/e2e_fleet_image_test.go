@@ -15,30 +15,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/credbroker/credbroker/agentenv/sandbox/sandboxtest"
 )
 
 // fleetImageRepo names the fleet test images; the tag is a content hash.
 const fleetImageRepo = "credbroker-fleet"
 
-// fleetRequireDocker makes sure Docker works here. In CI (CI set) a
-// missing Docker fails the test; on a developer's machine without one the
-// test says loudly that it did not run and is skipped: the only skip the
-// project allows.
-func fleetRequireDocker(t testing.TB) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").CombinedOutput()
-	if err == nil {
-		return
-	}
-	why := fmt.Errorf("docker version: %v: %s", err, strings.TrimSpace(string(out)))
-	if os.Getenv("CI") != "" {
-		t.Fatalf("CI is set, so the fleet tests must run, but Docker does not work here: %v (see scripts/install-deps.sh)", why)
-	}
-	t.Logf("!!! FLEET TEST DID NOT RUN: Docker does not work on this machine: %v", why)
-	t.Skipf("Docker unavailable and CI is not set (set CI=true to make this a failure)")
-}
+// fleetRequireDocker is the sandbox tests' engine check: in CI a missing
+// Docker fails the test; elsewhere it says loudly that it did not run.
+func fleetRequireDocker(t testing.TB) { sandboxtest.RequireEngine(t, "docker") }
 
 var (
 	fleetImageOnce sync.Once
