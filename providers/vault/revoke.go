@@ -77,7 +77,9 @@ func (p *Provider) revokeAccessor(ctx context.Context, accessor string) error {
 	_, err := p.client.Logical().WriteWithContext(ctx, "auth/token/revoke-accessor", map[string]any{"accessor": accessor})
 	if err != nil {
 		// Vault answers 400 "invalid accessor" for a token that is gone.
-		if isStatus(err, 400) && strings.Contains(err.Error(), "invalid accessor") {
+		// While Vault revokes a token tree, an accessor can still resolve
+		// but its token be gone: "token not found". Both mean revoked.
+		if isStatus(err, 400) && (strings.Contains(err.Error(), "invalid accessor") || strings.Contains(err.Error(), "token not found")) {
 			return nil
 		}
 		return fmt.Errorf("vault: revoke accessor %s: %w", accessor, describe(err))
