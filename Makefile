@@ -10,7 +10,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export CREDBROKER_TESTBIN := $(TESTBIN)
 
-.PHONY: all build testbins test test-unit lint bench demo fmt vet clean fuzz fuzz-short
+.PHONY: all build testbins test test-unit lint bench demo fmt vet clean fuzz fuzz-short soak
 
 all: build
 
@@ -58,6 +58,10 @@ fuzz-short fuzz:
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
 	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg >/tmp/credbroker-fuzz.log 2>&1 || { cat /tmp/credbroker-fuzz.log; exit 1; }; \
 	done
+
+## soak: 2,000 sessions started and ended; goroutines and heap back to baseline
+soak: testbins
+	$(GO) test -tags soak -run TestSoak -count=1 -v -timeout 30m ./broker/
 
 ## bench: the benchmarks behind docs/performance.md
 bench: testbins
