@@ -84,8 +84,10 @@ func TestScanNoFalsePositives(t *testing.T) {
 		fmt.Fprintf(&text, "b64 = %s\n", base64.StdEncoding.EncodeToString([]byte(rand.Text()+rand.Text())))
 	}
 	text.WriteString("word short is here\n")
-	text.WriteString(tok[:len(tok)-1] + "\n")    // one character short
-	text.WriteString(awsSecret[1:] + "X" + "\n") // shifted
+	// Near misses, each followed by a line that cannot continue it: a secret
+	// cut at a line end and finished on the next line is a real (split) leak.
+	text.WriteString(tok[:len(tok)-1] + "\n# end\n")    // one character short
+	text.WriteString(awsSecret[1:] + "X" + "\n# end\n") // shifted
 	if hits := g.Scan("f", lines(text.String())); len(hits) != 0 {
 		t.Fatalf("false positives: %+v", hits)
 	}
