@@ -30,6 +30,9 @@ var (
 	ErrForbidden   = errors.New("forbidden")
 	ErrProvider    = errors.New("provider failed")
 	ErrPending     = errors.New("revocations pending")
+	// ErrAuditUnavailable: the audit log cannot be written, and the broker
+	// hands out nothing it cannot audit (revocations still go ahead).
+	ErrAuditUnavailable = errors.New("audit log unavailable")
 )
 
 // Caller identifies who asked (from SO_PEERCRED on the daemon socket).

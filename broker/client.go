@@ -53,6 +53,47 @@ func (c *Client) StartSession(ctx context.Context, req StartRequest) (SessionInf
 	return si, err
 }
 
+// HoldSession binds session id to this process until ctx ends: the daemon
+// ends the session when the connection drops, so a process killed even by
+// SIGKILL does not leave it live. It returns nil when ctx ends, and an
+// error when the daemon refused or the connection was lost (a daemon
+// restart lets held sessions go; hold again).
+func (c *Client) HoldSession(ctx context.Context, id string) error {
+	if c.err != nil {
+		return c.err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://credbroker/v1/sessions/"+url.PathEscape(id)+"/hold", nil)
+	if err != nil {
+		return err
+	}
+	hc := *c.hc
+	hc.Timeout = 0 // held for the session's life
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("hold session %s: %w", id, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e apiError
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
+			return fmt.Errorf("hold session %s: daemon answered %s", id, resp.Status)
+		}
+		return &RemoteError{Code: e.Code, Msg: e.Error}
+	}
+	_, err = io.Copy(io.Discard, resp.Body) // returns when either side lets go
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("hold session %s: the daemon let go: %w", id, err)
+}
+
 // ListSessions lists this broker's live sessions (all: ended ones too).
 func (c *Client) ListSessions(ctx context.Context, all bool) ([]SessionInfo, error) {
 	return c.ListSessionsWith(ctx, SessionQuery{All: all})

@@ -27,6 +27,9 @@ type DaemonOptions struct {
 	BuildProviders func(ctx context.Context, cfg *configs.Config, st leases.Store, log *slog.Logger) (*providers.Registry, error)
 	// Hooks are test failpoints.
 	Hooks Hooks
+	// Now is the broker's clock; nil means time.Now. Crash tests move it
+	// forward.
+	Now func() time.Time
 	// Ready, if set, is called once the socket accepts requests.
 	Ready func()
 }
@@ -75,7 +78,7 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		return err
 	}
 	w := &agentenv.Writer{Root: filepath.Join(cfg.Broker.RuntimeDir, "sessions"), AllowDisk: o.AllowDisk, Logger: log}
-	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks, HostID: host})
+	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks, Now: o.Now, HostID: host})
 
 	l, err := Listen(cfg.Broker.Socket, len(cfg.Broker.AllowedUIDs) > 0)
 	if err != nil {

@@ -83,7 +83,8 @@ const incidentGrace = 15 * time.Second
 // revokeLocal is an incident's work on this host. Every session dir here
 // is wiped first, from a listing of the disk (no store needed, and dirs the
 // store no longer lists as live go too). Then this broker's active
-// sessions are marked as ending. Once the incident is older than
+// sessions are marked as ending; a single broker also revokes its own
+// credentials still recorded (Vault epochs). Once the incident is older than
 // incidentGrace (at once for a broker that was down or cut off longer),
 // leases of its sessions that are still active are revoked here. It is
 // idempotent and cheap once done; the loop runs it on every tick during an
@@ -107,19 +108,36 @@ func (b *Broker) revokeLocal(ctx context.Context, in leases.Incident) {
 	if len(ss) > 0 {
 		b.finishSessions(ctx, ss, reason)
 	}
-	if b.now().Sub(in.DeclaredAt) < incidentGrace {
-		return
-	}
 	ls, err := b.store.FindLeases(ctx, leases.LeaseFilter{State: leases.LeaseActive, HostID: b.host})
 	if err != nil {
 		b.log.Warn("incident: list this broker's leases", "err", err)
 		return
 	}
-	var left []string
+	var (
+		left []string
+		own  []leases.Lease // this broker's own credentials (Vault epochs)
+	)
 	for _, l := range ls {
 		if !leases.IsBrokerSession(l.SessionID) {
 			left = append(left, l.SessionID)
+		} else if host, ok := leases.BrokerSessionHost(l.SessionID); ok && host == b.host {
+			own = append(own, l)
 		}
+	}
+	graceOver := b.now().Sub(in.DeclaredAt) >= incidentGrace
+	if len(own) > 0 && (b.host == "" || graceOver) {
+		// Normally revoked by the provider-wide call; still recorded when
+		// the broker that made it died before forgetting them (or one was
+		// created in the incident's first moments). A single broker is
+		// that broker: no call of its own is in flight, so it does not
+		// wait. Revoking an already revoked one only forgets it.
+		b.log.Warn("incident: this broker's own credentials are still recorded; revoking them", "leases", len(own))
+		if _, err := b.revokeLeases(ctx, own, reason, false); err != nil {
+			b.log.Warn("incident: record the revocation of this broker's own credentials", "err", err)
+		}
+	}
+	if !graceOver {
+		return
 	}
 	slices.Sort(left)
 	if left = slices.Compact(left); len(left) == 0 {

@@ -89,6 +89,7 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 		rep.RevokedIn = max(rep.RevokedIn, r.RevokedIn)
 	}
 	wipe.Wait()
+	b.at("revoke-all-before-finish")
 	b.finishSessions(ctx, sessions, "incident: "+reason)
 	b.log.Info("revoke --all done", "sessions", len(sessions), "local_sessions", len(local), "leases", len(all),
 		"servers_ms", rep.RevokedIn.Milliseconds(), "dirs_ms", rep.WipedIn.Milliseconds(), "total_ms", b.now().Sub(start).Milliseconds())
@@ -117,6 +118,7 @@ func (b *Broker) revokeProvider(ctx context.Context, name string, ls []leases.Le
 		err := p.RevokeAll(ctx)
 		if err == nil {
 			r.RevokedIn = b.now().Sub(start)
+			b.at("revoke-all-after-provider")
 			b.deleteLeases(ctx, ls)
 			r.Revoked = len(ls)
 			b.record(Event{Event: EvProviderRevoke, Provider: name, Reason: reason})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/credbroker/credbroker/agentenv"
@@ -28,6 +29,7 @@ func (b *Broker) Tick(ctx context.Context) {
 	if _, errs := b.settleIntents(ctx, b.now().Add(-staleIntent)); len(errs) > 0 {
 		b.log.Warn("settle stale intents", "err", errors.Join(errs...))
 	}
+	b.resumeEnds(ctx, b.now().Add(-staleEnd))
 	b.reap(ctx)
 	if b.guard != nil && b.now().Sub(b.lastPrune) > time.Minute {
 		b.lastPrune = b.now()
@@ -82,6 +84,7 @@ func (b *Broker) sweepDirs(ctx context.Context) {
 // dirs vanished (tmpfs cleared by a reboot) are ended too.
 func (b *Broker) Reconcile(ctx context.Context) error {
 	interrupted, errs := b.settleIntents(ctx, time.Time{})
+	errs = append(errs, b.resumeEnds(ctx, time.Time{})...)
 	active, err := b.store.ListSessions(ctx, b.own(leases.SessionActive))
 	if err != nil {
 		return errors.Join(append(errs, err)...)
@@ -102,6 +105,51 @@ func (b *Broker) Reconcile(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// staleEnd is how long a session may stay "ending" before the loop
+// finishes its end: an end in progress takes seconds, and during an
+// incident the provider-wide revocation gets incidentGrace first.
+const staleEnd = time.Minute
+
+// resumeEnds finishes the ends of this broker's sessions left "ending"
+// since before cutoff (zero: all): a crash between marking a session as
+// ending and revoking its leases would otherwise leave them valid until
+// they expire. At start-up every such session is a crash's leftover.
+func (b *Broker) resumeEnds(ctx context.Context, cutoff time.Time) []error {
+	ss, err := b.store.ListSessions(ctx, b.own(leases.SessionEnding))
+	if err != nil {
+		return []error{fmt.Errorf("list ending sessions: %w", err)}
+	}
+	var errs []error
+	for _, s := range ss {
+		if !cutoff.IsZero() && !s.EndedAt.Before(cutoff) {
+			continue
+		}
+		unlock := b.lock(s.ID)
+		cur, err := b.store.GetSession(ctx, s.ID)
+		if err == nil && cur.State == leases.SessionEnding && b.endUnfinished(ctx, s.ID) {
+			b.log.Warn("finishing the end of a session left ending", "session", s.ID, "reason", cur.EndReason)
+			err = b.endFrom(ctx, cur, nil, cur.EndReason, cur.EndedAt)
+		}
+		if err != nil && !errors.Is(err, ErrPending) {
+			errs = append(errs, fmt.Errorf("finish the end of %s: %w", s.ID, err))
+		}
+		unlock()
+	}
+	return errs
+}
+
+// endUnfinished reports whether an ending session's end was cut short:
+// it has no lease left (only the final mark is missing) or a lease no one
+// tried to revoke. Leases already pending are retried by retryPending with
+// their backoff, not on every tick.
+func (b *Broker) endUnfinished(ctx context.Context, id string) bool {
+	ls, err := b.store.ListLeases(ctx, id)
+	if err != nil {
+		return false
+	}
+	return len(ls) == 0 || slices.ContainsFunc(ls, func(l leases.Lease) bool { return l.State == leases.LeaseActive })
 }
 
 // settleIntents settles this broker's intents created before cutoff (zero:
@@ -319,6 +367,7 @@ func (b *Broker) renewOne(ctx context.Context, s leases.Session, l leases.Lease)
 		b.record(Event{Event: EvLeaseRenew, Session: s.ID, Provider: l.Provider, Lease: l.ID, Error: err.Error()})
 		return
 	}
+	b.at("refresh-after-renew")
 	b.fingerprint(s.ID, l.Provider, g.Secrets)
 	b.cache.putLeases(s.ID, g.Leases)
 	for _, nl := range g.Leases {
@@ -327,6 +376,7 @@ func (b *Broker) renewOne(ctx context.Context, s leases.Session, l leases.Lease)
 		}
 		b.record(Event{Event: EvLeaseRenew, Session: s.ID, Provider: l.Provider, Lease: nl.ID, External: nl.ExternalID, Expires: nl.ExpiresAt})
 	}
+	b.at("refresh-after-record")
 	if len(g.Files) > 0 {
 		// Env values are fixed for a session's life; renewals rewrite files.
 		if err := b.env.Update(s.ID, s.UID, g.Files, nil); err != nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -38,6 +39,7 @@ var errCodes = []struct {
 	{ErrPending, "pending", http.StatusAccepted},
 	{ErrProvider, "provider", http.StatusBadGateway},
 	{ErrStoreUnavailable, "store_unavailable", http.StatusServiceUnavailable},
+	{ErrAuditUnavailable, "audit_unavailable", http.StatusServiceUnavailable},
 }
 
 // Server serves the broker's API on a Unix socket.
@@ -46,18 +48,22 @@ type Server struct {
 	allowed []int
 	log     *slog.Logger
 	srv     *http.Server
+
+	stopping chan struct{} // closed by Shutdown: held sessions stay live
+	stopOnce sync.Once
 }
 
 // NewServer returns the API server. Only uids in allowed, the daemon's own
 // uid and root may call it.
 func NewServer(b *Broker, allowed []int, log *slog.Logger) *Server {
-	s := &Server{b: b, allowed: allowed, log: log}
+	s := &Server{b: b, allowed: allowed, log: log, stopping: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/health", s.health)
 	mux.HandleFunc("POST /v1/sessions", s.startSession)
 	mux.HandleFunc("GET /v1/sessions", s.listSessions)
 	mux.HandleFunc("GET /v1/sessions/{id}", s.getSession)
 	mux.HandleFunc("DELETE /v1/sessions/{id}", s.endSession)
+	mux.HandleFunc("POST /v1/sessions/{id}/hold", s.holdSession)
 	mux.HandleFunc("POST /v1/revoke-all", s.revokeAll)
 	mux.HandleFunc("POST /v1/incident/clear", s.clearIncident)
 	mux.HandleFunc("GET /v1/status", s.status)
@@ -118,8 +124,12 @@ func (s *Server) Serve(l net.Listener) error {
 	return err
 }
 
-// Shutdown stops accepting and waits for requests in flight.
-func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+// Shutdown stops accepting and waits for requests in flight. Held
+// sessions are let go, not ended: a restarted daemon carries them on.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { close(s.stopping) })
+	return s.srv.Shutdown(ctx)
+}
 
 func (s *Server) authorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -168,6 +178,39 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 	c, _ := callerFrom(r.Context())
 	si, err := s.b.EndSession(r.Context(), c, r.PathValue("id"), r.URL.Query().Get("reason"))
 	reply(w, http.StatusOK, si, err)
+}
+
+// holdSession binds a session to the caller's connection: the answer's
+// headers go out at once and the request stays open; when the connection
+// drops (the process that started the session exited or was killed, even
+// with SIGKILL), the session ends. `credbroker run` and `session start --
+// CMD` hold their session, so a killed wrapper cannot leave credentials
+// valid until the TTL.
+func (s *Server) holdSession(w http.ResponseWriter, r *http.Request) {
+	c, _ := callerFrom(r.Context())
+	id := r.PathValue("id")
+	if err := s.b.CheckHold(r.Context(), c, id); err != nil {
+		writeErr(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	select {
+	case <-s.stopping:
+		return
+	case <-r.Context().Done():
+	}
+	select {
+	case <-s.stopping:
+		return // the daemon is stopping, not the holder
+	default:
+	}
+	reason := fmt.Sprintf("the process holding it (pid %d) went away", c.PID)
+	if _, err := s.b.EndSession(context.WithoutCancel(r.Context()), c, id, reason); err != nil {
+		s.log.Warn("end a session whose holder went away", "session", id, "err", err)
+	}
 }
 
 type revokeAllRequest struct {

@@ -56,6 +56,16 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 	if err == nil {
 		b.at("before-write-dir")
 		err = b.writeDir(s, grants)
+		b.at("after-write-dir")
+	}
+	if err == nil {
+		// Nothing is handed out that the audit log does not hold.
+		ev := Event{Event: EvSessionStart, Session: s.ID, Role: role.Name, CallerUID: uidPtr(c.UID), CallerPID: c.PID, Expires: s.ExpiresAt}
+		if aerr := b.audit.Record(ev); aerr != nil {
+			b.log.Error("AUDIT LOG WRITE FAILED", "event", ev.Event, "session", ev.Session, "err", aerr)
+			err = fmt.Errorf("%w: %v; credbroker hands out nothing it cannot audit, so what was minted is revoked (free space or fix the permissions of %s)",
+				ErrAuditUnavailable, aerr, b.cfg.Broker.AuditLog)
+		}
 	}
 	if err != nil {
 		// Revoke with a context that outlives a cancelled request.
@@ -68,7 +78,6 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 		b.record(Event{Event: EvSessionFailed, Session: s.ID, Role: role.Name, CallerUID: uidPtr(c.UID), CallerPID: c.PID, Error: err.Error()})
 		return SessionInfo{}, err
 	}
-	b.record(Event{Event: EvSessionStart, Session: s.ID, Role: role.Name, CallerUID: uidPtr(c.UID), CallerPID: c.PID, Expires: s.ExpiresAt})
 	log.Info("session started", "expires", s.ExpiresAt, "dir", s.Dir)
 	ls, _ := b.store.ListLeases(ctx, s.ID)
 	return sessionInfo(s, ls), nil
@@ -165,8 +174,12 @@ func (b *Broker) mintOne(ctx context.Context, p providers.Provider, s providers.
 			if rerr := b.store.RecordLeases(ctx, intent.ID, g.Leases); rerr != nil {
 				b.log.Error("record leases left by a failed mint; the reconciler will find them", "session", s.ID, "err", rerr)
 			}
-		} else if derr := b.store.DeleteIntent(ctx, intent.ID); derr != nil {
-			b.log.Warn("delete intent", "intent", intent.ID, "err", derr)
+		} else if serr := b.settleIntent(ctx, intent); serr != nil {
+			// A failed call may have reached the server and only its answer
+			// been lost (Vault made the token, STS issued the keys): ask the
+			// server as after a crash. If it cannot answer now, the intent
+			// stays and the loop asks again.
+			b.log.Warn("settle the intent of a failed mint; the loop retries it", "intent", intent.ID, "err", serr)
 		}
 		return providers.Grant{}, err
 	}
@@ -226,8 +239,8 @@ func (b *Broker) EndSession(ctx context.Context, c Caller, id, reason string) (S
 		}
 		s = cs
 	}
-	if c.UID != 0 && c.UID != s.CallerUID && c.UID != s.UID && !b.isDaemonUID(c.UID) {
-		return SessionInfo{}, fmt.Errorf("%w: session %s belongs to uid %d", ErrForbidden, id, s.CallerUID)
+	if err := b.mayEnd(c, s); err != nil {
+		return SessionInfo{}, err
 	}
 	if reason == "" {
 		reason = fmt.Sprintf("ended by uid %d", c.UID)
@@ -243,6 +256,37 @@ func (b *Broker) EndSession(ctx context.Context, c Caller, id, reason string) (S
 	s, _ = b.store.GetSession(ctx, id)
 	ls, _ := b.store.ListLeases(ctx, id)
 	return sessionInfo(s, ls), err
+}
+
+// mayEnd: root, the daemon's uid, the session's caller and its owner may
+// end (or hold) a session.
+func (b *Broker) mayEnd(c Caller, s leases.Session) error {
+	if c.UID != 0 && c.UID != s.CallerUID && c.UID != s.UID && !b.isDaemonUID(c.UID) {
+		return fmt.Errorf("%w: session %s belongs to uid %d", ErrForbidden, s.ID, s.CallerUID)
+	}
+	return nil
+}
+
+// CheckHold checks that c may hold session id (see Server.holdSession):
+// it exists, is active, and c started it or owns it.
+func (b *Broker) CheckHold(ctx context.Context, c Caller, id string) error {
+	if err := agentenv.ValidID(id); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	s, err := b.store.GetSession(ctx, id)
+	if errors.Is(err, leases.ErrNotFound) {
+		return fmt.Errorf("%w: %s (see `credbroker session list`)", ErrNotFound, id)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: read session %s: %v", ErrStoreUnavailable, id, err)
+	}
+	if err := b.mayEnd(c, s); err != nil {
+		return err
+	}
+	if s.State != leases.SessionActive {
+		return fmt.Errorf("%w: session %s is %s", ErrBadRequest, id, s.State)
+	}
+	return nil
 }
 
 // endLocked revokes a session; the caller holds the session lock.
@@ -266,6 +310,8 @@ func (b *Broker) endAt(ctx context.Context, id, reason string, at time.Time) err
 			return fmt.Errorf("%w: read session %s: %v", ErrStoreUnavailable, id, err)
 		}
 		s = cs
+	} else if s.State == leases.SessionEnded {
+		return nil // ended meanwhile (a failed start settled later): nothing to do, nothing to audit twice
 	}
 	return b.endFrom(ctx, s, err, reason, at)
 }
@@ -284,6 +330,7 @@ func (b *Broker) endFrom(ctx context.Context, s leases.Session, readErr error, r
 			}
 		}
 		b.cache.update(s)
+		b.at("end-after-mark-ending")
 	}
 	// Take the files away first: the sandbox loses access at once, even
 	// before the servers have answered.
@@ -293,6 +340,7 @@ func (b *Broker) endFrom(ctx context.Context, s leases.Session, readErr error, r
 	if err := b.env.Remove(id); err != nil {
 		b.log.Error("remove session dir", "session", id, "err", err)
 	}
+	b.at("end-after-wipe")
 	var ls []leases.Lease
 	if storeErr == nil {
 		if ls, err = b.store.ListLeases(ctx, id); err != nil {
@@ -309,6 +357,7 @@ func (b *Broker) endFrom(ctx context.Context, s leases.Session, readErr error, r
 	if storeErr == nil && pending > 0 {
 		return fmt.Errorf("%w: %d of %d leases of %s could not be revoked yet; they are retried and shown by `credbroker status`", ErrPending, pending, len(ls), id)
 	}
+	b.at("end-before-mark-ended")
 	if storeErr == nil {
 		s.State = leases.SessionEnded
 		if s.EndedAt.IsZero() {
@@ -395,6 +444,7 @@ func (b *Broker) revokeLease(ctx context.Context, l leases.Lease, reason string,
 	}
 	var storeErr error
 	if err == nil || errors.Is(err, providers.ErrAlreadyRevoked) {
+		b.at("after-lease-revoke")
 		if !offline {
 			if derr := b.store.DeleteLease(ctx, l.ID); derr != nil {
 				b.log.Error("delete revoked lease", "lease", l.ID, "err", derr)

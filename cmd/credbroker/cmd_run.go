@@ -116,6 +116,8 @@ func runRun(ctx context.Context, g *globalOpts, o *agentRunOpts) (err error) {
 	if err != nil {
 		return err
 	}
+	stop := holdSession(ctx, c, si.ID) // our death (even SIGKILL) ends the session too
+	defer stop()
 	reason := "sandbox exited"
 	defer func() {
 		if endErr := endSession(ctx, g, c, si.ID, reason); endErr != nil && err == nil {

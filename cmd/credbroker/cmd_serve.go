@@ -60,6 +60,7 @@ func runServe(ctx context.Context, g *globalOpts, o *serveOpts) error {
 		Logger:    log,
 		AllowDisk: o.allowDisk,
 		Hooks:     failpoints(),
+		Now:       testClock(),
 		BuildProviders: func(ctx context.Context, cfg *configs.Config, st leases.Store, log *slog.Logger) (*providers.Registry, error) {
 			return all.Build(ctx, cfg, st, log)
 		},

@@ -2,7 +2,14 @@
 
 package main
 
-import "github.com/credbroker/credbroker/broker"
+import (
+	"time"
+
+	"github.com/credbroker/credbroker/broker"
+)
 
 // failpoints is compiled in only with -tags failpoints (crash tests).
 func failpoints() broker.Hooks { return nil }
+
+// testClock is the wall clock outside crash tests.
+func testClock() func() time.Time { return nil }

@@ -5,6 +5,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/credbroker/credbroker/broker"
@@ -39,4 +41,41 @@ func (h hang) At(step string) {
 		return
 	}
 	select {}
+}
+
+// testClock is the daemon's clock for crash tests: the wall clock plus the
+// duration written in the file CREDBROKER_CLOCK_OFFSET_FILE (for example
+// "3h"), read again when it changes, so a test can make the clock jump
+// forward under a running daemon. Only in binaries built with -tags
+// failpoints; nil (the wall clock) when the variable is not set.
+func testClock() func() time.Time {
+	path := os.Getenv("CREDBROKER_CLOCK_OFFSET_FILE")
+	if path == "" {
+		return nil
+	}
+	c := &offsetClock{path: path}
+	return c.now
+}
+
+type offsetClock struct {
+	path string
+
+	mu     sync.Mutex
+	read   time.Time // when the file was last read
+	offset time.Duration
+}
+
+func (c *offsetClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	wall := time.Now()
+	if wall.Sub(c.read) > 50*time.Millisecond {
+		c.read = wall
+		if b, err := os.ReadFile(c.path); err == nil {
+			if d, err := time.ParseDuration(strings.TrimSpace(string(b))); err == nil {
+				c.offset = d
+			}
+		}
+	}
+	return wall.Add(c.offset)
 }

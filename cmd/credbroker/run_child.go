@@ -18,6 +18,8 @@ import (
 // since before the session started) go to the child; one that came first
 // means the child never starts.
 func runWithSession(ctx context.Context, g *globalOpts, c *broker.Client, si broker.SessionInfo, argv []string, sigs <-chan os.Signal) (err error) {
+	stop := holdSession(ctx, c, si.ID) // our death ends the session too
+	defer stop()
 	defer func() {
 		// End the session even if our own context was cancelled.
 		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)

@@ -69,7 +69,14 @@ func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Leas
 	return providers.Grant{Leases: []leases.Lease{nl}, Files: p.files(creds), Secrets: issued(creds)}, nil
 }
 
+// callTimeout bounds one STS call, the SDK's retries included (as the
+// Vault and Kubernetes clients bound theirs): without it a black-holed
+// connection held a session start for three 30 s attempts.
+const callTimeout = 30 * time.Second
+
 func (p *Provider) assume(ctx context.Context, s providers.Session, role configs.Role) (*ststypes.Credentials, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	in := &sts.AssumeRoleInput{
 		RoleArn:         aws.String(role.AWS.RoleARN),
 		RoleSessionName: aws.String("credbroker-" + s.ID),

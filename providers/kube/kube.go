@@ -101,6 +101,12 @@ func New(cfg configs.KubeProvider, roles map[string]configs.Role, log *slog.Logg
 		return nil, err
 	}
 	rc.Timeout = 30 * time.Second
+	// No client-side throttling: client-go's default (5 requests/s, burst
+	// 10) paced session starts (4 calls) and ends (3) to about 0.6 s each
+	// once the burst was spent. The API server's priority and fairness
+	// (on by default since v1.20) limits the broker instead, as kubectl
+	// does when the server has it.
+	rc.QPS = -1
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kube: client: %w", err)
