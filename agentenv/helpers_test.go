@@ -7,11 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/credbroker/credbroker/internal/secret"
+	"github.com/credbroker/credbroker/internal/syncbuf"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -42,28 +42,10 @@ func shmDir(t testing.TB) string {
 	return d
 }
 
-// logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // newWriter returns a Writer rooted in a fresh tmpfs dir and its log.
-func newWriter(t testing.TB) (*Writer, *logBuffer) {
+func newWriter(t testing.TB) (*Writer, *syncbuf.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	w := &Writer{
 		Root:   filepath.Join(shmDir(t), "sessions"),
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

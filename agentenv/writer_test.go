@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/credbroker/credbroker/internal/secret"
+	"github.com/credbroker/credbroker/internal/syncbuf"
 )
 
 // nobody is the uid session files are given to when the tests run as root.
@@ -167,7 +168,7 @@ func TestCreateRefusesDisk(t *testing.T) {
 		t.Errorf("root was created on disk: %v", err)
 	}
 
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	w = &Writer{Root: root, AllowDisk: true, Logger: slog.New(slog.NewTextHandler(logs, nil))}
 	for _, id := range []string{"s-disk", "s-disk2"} {
 		if _, err := w.Create(testMeta(id), testFiles(), nil); err != nil {

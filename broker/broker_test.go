@@ -247,6 +247,41 @@ func TestPendingRevocationRetriedByLoop(t *testing.T) {
 	}
 }
 
+// TestPendingRevocationKeepsItsBackoff: a session left "ending" with only
+// pending leases (the server is down) is not retried on every tick by the
+// loop that finishes interrupted ends; the pending leases keep their
+// backoff (one failed attempt per backoff, not per tick).
+func TestPendingRevocationKeepsItsBackoff(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	si := h.start("agent-readonly")
+	h.proxy.SetUp(false)
+	if _, err := h.b.EndSession(ctx, h.caller, si.ID, "vault down"); !errors.Is(err, broker.ErrPending) {
+		t.Fatalf("end with Vault down: %v, want ErrPending", err)
+	}
+	failures := func() int {
+		b, err := os.ReadFile(h.audit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(b), `"event":"`+broker.EvLeaseRevokeFail+`"`)
+	}
+	before := failures()
+	h.offset.Store(int64(2 * time.Minute)) // past the first backoff and a minute "ending"
+	for range 3 {
+		h.b.Tick(ctx)
+	}
+	if got := failures() - before; got != 1 {
+		t.Fatalf("3 ticks in a row made %d failed revocation attempts, want 1 (the next waits for its backoff)", got)
+	}
+	h.proxy.SetUp(true)
+	h.offset.Store(int64(3 * time.Minute))
+	h.b.Tick(ctx)
+	if got, _ := h.b.GetSession(ctx, si.ID); got.State != string(leases.SessionEnded) {
+		t.Fatalf("after Vault came back: %q, want ended", got.State)
+	}
+}
+
 func TestAllOrNothing(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
@@ -423,5 +458,33 @@ func TestReconcileRevokesUnrecordedMint(t *testing.T) {
 	audit, _ := os.ReadFile(h.audit)
 	if !strings.Contains(string(audit), `"event":"lease.orphan_revoked"`) {
 		t.Error("no audit record of the orphan revocation")
+	}
+}
+
+// TestOnlyOwnersEndOrHold: a uid that neither started nor owns a session
+// can neither end nor hold it; its owner can do both.
+func TestOnlyOwnersEndOrHold(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	owner, stranger := broker.Caller{UID: 1000, PID: 1}, broker.Caller{UID: 2000, PID: 2}
+	si, err := h.b.StartSession(ctx, owner, broker.StartRequest{Role: "agent-readonly"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.token(si)
+	if err := h.b.CheckHold(ctx, stranger, si.ID); !errors.Is(err, broker.ErrForbidden) {
+		t.Errorf("hold by another uid: %v, want ErrForbidden", err)
+	}
+	if _, err := h.b.EndSession(ctx, stranger, si.ID, "not mine"); !errors.Is(err, broker.ErrForbidden) {
+		t.Errorf("end by another uid: %v, want ErrForbidden", err)
+	}
+	if err := h.b.CheckHold(ctx, owner, si.ID); err != nil {
+		t.Errorf("hold by its owner: %v", err)
+	}
+	if _, err := h.b.EndSession(ctx, owner, si.ID, "mine"); err != nil {
+		t.Fatalf("end by its owner: %v", err)
+	}
+	if err := h.b.CheckHold(ctx, owner, si.ID); !errors.Is(err, broker.ErrBadRequest) {
+		t.Errorf("hold of an ended session: %v, want ErrBadRequest", err)
 	}
 }

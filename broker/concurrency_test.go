@@ -2,22 +2,35 @@ package broker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/leases"
+	"github.com/credbroker/credbroker/providers/awssts"
+	"github.com/credbroker/credbroker/providers/kube"
 )
 
-// TestConcurrentStartsWithRevokeAll: 200 session starts across two roles
-// race a revoke --all (run under -race by make test). Afterwards no
-// session token is valid at Vault, no session dir is left, and the store
-// is consistent: nothing live, no lease, no intent.
+// TestConcurrentStartsWithRevokeAll: 200 session starts across five roles
+// (Vault, Vault with PKI, AWS through MinIO, Kubernetes, and all three
+// together) race a revoke --all (run under -race by make test).
+// Afterwards no credential is valid at any server (Vault tokens, MinIO
+// credentials, Kubernetes ServiceAccounts), no session dir is left, and
+// the store is consistent: nothing live, no lease, no intent.
 func TestConcurrentStartsWithRevokeAll(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness(t, withMinIO(), withKube())
 	ctx := context.Background()
+	var (
+		credsMu sync.Mutex
+		creds   [][3]string // AWS credentials read from session dirs
+	)
 	const n = 200
 	var (
 		wg               sync.WaitGroup
@@ -34,14 +47,29 @@ func TestConcurrentStartsWithRevokeAll(t *testing.T) {
 				}
 			})
 		}
-		role := []string{"agent-readonly", "agent-dev"}[i%2]
+		role := []string{"agent-readonly", "agent-dev", "agent-s3", "agent-k8s", "agent-all"}[i%5]
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			_, err := h.b.StartSession(ctx, h.caller, broker.StartRequest{Role: role})
+			si, err := h.b.StartSession(ctx, h.caller, broker.StartRequest{Role: role})
 			switch {
 			case err == nil:
 				started.Add(1)
+				// The dir may already be wiped by the incident.
+				if b, rerr := os.ReadFile(filepath.Join(si.Dir, awssts.ProcessFile)); rerr == nil {
+					var pc struct {
+						AccessKeyID                   string `json:"AccessKeyId"`
+						SecretAccessKey, SessionToken string
+					}
+					if json.Unmarshal(b, &pc) == nil {
+						credsMu.Lock()
+						creds = append(creds, [3]string{pc.AccessKeyID, pc.SecretAccessKey, pc.SessionToken})
+						credsMu.Unlock()
+						h.mu.Lock() // checked against logs and the store by the harness
+						h.tokens = append(h.tokens, pc.SecretAccessKey, pc.SessionToken)
+						h.mu.Unlock()
+					}
+				}
 			case errors.Is(err, broker.ErrIncident):
 				refused.Add(1)
 			case errors.Is(err, broker.ErrProvider):
@@ -66,6 +94,18 @@ func TestConcurrentStartsWithRevokeAll(t *testing.T) {
 	}
 	if v := h.sessionTokens(); v != 0 {
 		t.Fatalf("%d session tokens still valid at Vault", v)
+	}
+	if len(creds) == 0 {
+		t.Fatal("no AWS credentials were read: the test proves nothing about MinIO")
+	}
+	for _, c := range creds {
+		if h.s3Works(c[0], c[1], c[2]) {
+			t.Fatalf("MinIO still accepts the credentials %s after revoke --all", c[0])
+		}
+	}
+	sas, err := h.kube.Admin.CoreV1().ServiceAccounts(h.kube.NS).List(ctx, metav1.ListOptions{LabelSelector: kube.LabelManagedBy + "=" + kube.ManagedBy})
+	if err != nil || len(sas.Items) != 0 {
+		t.Fatalf("ServiceAccounts of sessions left in %s: %d (%v)", h.kube.NS, len(sas.Items), err)
 	}
 	if ids, _ := h.w.List(); len(ids) != 0 {
 		t.Fatalf("%d session dirs left", len(ids))

@@ -15,6 +15,7 @@ import (
 	"github.com/credbroker/credbroker/agentenv"
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/internal/syncbuf"
 	"github.com/credbroker/credbroker/internal/tcpproxy"
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/leases/postgres"
@@ -46,7 +47,7 @@ type node struct {
 	vp     *vault.Provider
 	proxy  *tcpproxy.Proxy // between the broker and PostgreSQL
 	audit  string
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	offset atomic.Int64 // added to the broker's clock
 	stop   func()       // ends WatchIncidents, if running
 }
@@ -57,7 +58,7 @@ func newFleet(t *testing.T, hosts ...string) *fleet {
 	vaulttest.Seed(t, srv)
 	pg := pgtest.Start(t, pgtest.Options{})
 	f := &fleet{t: t, srv: srv, pg: pg, db: pg.NewDB(t), nodes: map[string]*node{}}
-	f.h = &harness{t: t, srv: srv, logs: &syncBuffer{}, caller: broker.Caller{UID: os.Geteuid(), PID: os.Getpid()}}
+	f.h = &harness{t: t, srv: srv, logs: &syncbuf.Buffer{}, caller: broker.Caller{UID: os.Geteuid(), PID: os.Getpid()}}
 	t.Setenv("CB_TEST_BROKER_TOKEN", vaulttest.RootToken)
 	for _, h := range hosts {
 		f.nodes[h] = f.newNode(h)
@@ -65,7 +66,22 @@ func newFleet(t *testing.T, hosts ...string) *fleet {
 	return f
 }
 
+// newNode is a broker of the fleet reaching PostgreSQL through its own
+// proxy (n.proxy), so a test can cut it off.
 func (f *fleet) newNode(host string) *node {
+	t := f.t
+	t.Helper()
+	proxy := tcpproxy.Start(t, f.db.Host+":"+strconv.Itoa(f.db.Port))
+	h, p, _ := strings.Cut(proxy.Addr, ":")
+	db := f.db.At(h)
+	db.Port, _ = strconv.Atoi(p)
+	n := f.newNodeAt(host, db.DSN())
+	n.proxy = proxy
+	return n
+}
+
+// newNodeAt is a broker of the fleet whose store is at dsn.
+func (f *fleet) newNodeAt(host, dsn string) *node {
 	t := f.t
 	t.Helper()
 	root, err := os.MkdirTemp("/dev/shm", "cb-fleet-"+host+"-")
@@ -73,13 +89,9 @@ func (f *fleet) newNode(host string) *node {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { chmodTree(root); os.RemoveAll(root) })
-	n := &node{host: host, logs: &syncBuffer{}, audit: filepath.Join(t.TempDir(), "audit.log")}
-	n.proxy = tcpproxy.Start(t, f.db.Host+":"+strconv.Itoa(f.db.Port))
-	h, p, _ := strings.Cut(n.proxy.Addr, ":")
-	db := f.db.At(h)
-	db.Port, _ = strconv.Atoi(p)
+	n := &node{host: host, logs: &syncbuf.Buffer{}, audit: filepath.Join(t.TempDir(), "audit.log")}
 	ctx := context.Background()
-	if n.st, err = postgres.Open(ctx, db.DSN()); err != nil {
+	if n.st, err = postgres.Open(ctx, dsn); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.st.Close() })

@@ -22,6 +22,7 @@ import (
 	"github.com/credbroker/credbroker/agentenv"
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/internal/syncbuf"
 	"github.com/credbroker/credbroker/internal/tcpproxy"
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/leases/sqlite"
@@ -45,32 +46,16 @@ type harness struct {
 
 	minio      *miniotest.Server
 	minioProxy *tcpproxy.Proxy
+	kube       *kubeEnv // set by withKube
 	dir        string
 	db         string
 	audit      string
-	logs       *syncBuffer
+	logs       *syncbuf.Buffer
 	offset     atomic.Int64 // added to the broker's clock
 	caller     broker.Caller
 
 	mu     sync.Mutex
 	tokens []string // every session token seen, for leak checks
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var testRoles = map[string]configs.Role{
@@ -108,7 +93,23 @@ type harnessConfig struct {
 	root      string
 	allowDisk bool
 	minio     bool
+	kube      bool
 	extra     []providers.Provider
+	// via, when set, puts something (a fault-injecting proxy) in front of
+	// each server's proxy: it gets the server's name and the address to
+	// forward to, and returns the address the broker dials instead.
+	via func(t testing.TB, name, target string) string
+	// wrap, when set, wraps every provider before the broker gets it.
+	wrap func(providers.Provider) providers.Provider
+}
+
+// front is the address the broker dials for server name, whose proxy
+// listens on addr.
+func (c *harnessConfig) front(t testing.TB, name, addr string) string {
+	if c.via == nil {
+		return addr
+	}
+	return c.via(t, name, addr)
 }
 
 // withProvider registers an extra provider (for the broker's handling of
@@ -139,7 +140,7 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	for _, o := range opts {
 		o(hc)
 	}
-	h := &harness{t: t, srv: srv, dir: tmp, audit: filepath.Join(t.TempDir(), "audit.log"), logs: &syncBuffer{}, caller: broker.Caller{UID: os.Geteuid(), PID: os.Getpid()}}
+	h := &harness{t: t, srv: srv, dir: tmp, audit: filepath.Join(t.TempDir(), "audit.log"), logs: &syncbuf.Buffer{}, caller: broker.Caller{UID: os.Geteuid(), PID: os.Getpid()}}
 	h.proxy = tcpproxy.Start(t, strings.TrimPrefix(srv.Addr, "http://"))
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h.db = filepath.Join(t.TempDir(), "leases.db")
@@ -151,7 +152,7 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	h.st = st
 	t.Setenv("CB_TEST_BROKER_TOKEN", vaulttest.RootToken)
 	vcfg := configs.VaultProvider{
-		Address: "http://" + h.proxy.Addr, Auth: configs.VaultAuth{TokenEnv: "CB_TEST_BROKER_TOKEN"},
+		Address: "http://" + hc.front(t, "vault", h.proxy.Addr), Auth: configs.VaultAuth{TokenEnv: "CB_TEST_BROKER_TOKEN"},
 		TokenRole: vaulttest.TokenRole, EpochTTL: configs.Duration(24 * time.Hour),
 	}
 	vp, err := vault.New(context.Background(), vcfg, st, log)
@@ -164,10 +165,21 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	roles := maps.Clone(testRoles)
 	cfg := &configs.Config{Path: "test-config.yaml", Roles: roles, Providers: configs.Providers{Vault: &vcfg}}
 	if hc.minio {
-		h.addMinIO(t, cfg, reg, log)
+		h.addMinIO(t, hc, cfg, reg, log)
+	}
+	if hc.kube {
+		h.addKube(t, hc, cfg, reg, log)
 	}
 	for _, p := range hc.extra {
 		reg.Register(p)
+	}
+	if hc.wrap != nil {
+		wrapped := providers.NewRegistry()
+		for _, name := range reg.Names() {
+			p, _ := reg.Get(name)
+			wrapped.Register(hc.wrap(p))
+		}
+		reg = wrapped
 	}
 	audit, err := broker.OpenAudit(h.audit)
 	if err != nil {
@@ -191,14 +203,14 @@ func chmodTree(root string) {
 	})
 }
 
-func (h *harness) addMinIO(t testing.TB, cfg *configs.Config, reg *providers.Registry, log *slog.Logger) {
+func (h *harness) addMinIO(t testing.TB, hc *harnessConfig, cfg *configs.Config, reg *providers.Registry, log *slog.Logger) {
 	h.minio = miniotest.Start(t)
 	h.minioProxy = tcpproxy.Start(t, strings.TrimPrefix(h.minio.URL, "http://"))
 	t.Setenv("AWS_ACCESS_KEY_ID", miniotest.RootUser)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", miniotest.RootPassword)
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-	acfg := configs.AWSProvider{Region: miniotest.Region, STSEndpoint: "http://" + h.minioProxy.Addr,
+	acfg := configs.AWSProvider{Region: miniotest.Region, STSEndpoint: "http://" + hc.front(t, "minio", h.minioProxy.Addr),
 		EndpointURL: h.minio.URL, Revocation: configs.RevokeMinIOTokens}
 	aws := &configs.AWSRole{RoleARN: "arn:aws:iam::000000000000:role/agent-s3", MaxDuration: configs.Duration(time.Hour),
 		SessionPolicy: miniotest.ReadOnlyPolicy}
@@ -251,8 +263,11 @@ func (h *harness) start(role string) broker.SessionInfo {
 	if err != nil {
 		h.t.Fatalf("start %s: %v", role, err)
 	}
-	if testRoles[role].Vault != nil || role == "agent-full" {
+	if testRoles[role].Vault != nil || role == "agent-full" || role == "agent-all" {
 		h.token(si)
+	}
+	if role == "agent-k8s" || role == "agent-all" {
+		h.kubeToken(si)
 	}
 	return si
 }
@@ -290,23 +305,37 @@ func (h *harness) tokenValid(tok string) bool {
 	return err == nil
 }
 
-// sessionTokens counts valid tokens in Vault that belong to any session.
-func (h *harness) sessionTokens() int {
+// liveTokens counts the valid tokens in Vault by their credbroker_session
+// metadata, asking Vault directly (it finds tokens the broker never heard
+// of).
+func (h *harness) liveTokens() map[string]int {
 	h.t.Helper()
 	sec, err := h.srv.Client.Logical().List("auth/token/accessors")
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	n := 0
+	n := map[string]int{}
 	for _, k := range sec.Data["keys"].([]any) {
 		ls, err := h.srv.Client.Auth().Token().LookupAccessor(k.(string))
 		if err != nil {
 			continue
 		}
 		if meta, _ := ls.Data["meta"].(map[string]any); meta != nil {
-			if s, _ := meta["credbroker_session"].(string); s != "" && s != leases.BrokerSessionID {
-				n++
+			if s, _ := meta["credbroker_session"].(string); s != "" {
+				n[s]++
 			}
+		}
+	}
+	return n
+}
+
+// sessionTokens counts valid tokens in Vault that belong to any session.
+func (h *harness) sessionTokens() int {
+	h.t.Helper()
+	n := 0
+	for s, c := range h.liveTokens() {
+		if s != leases.BrokerSessionID {
+			n += c
 		}
 	}
 	return n

@@ -20,6 +20,8 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/credbroker/credbroker/internal/syncbuf"
+	"github.com/credbroker/credbroker/providers/kube/kubetest"
 	"github.com/credbroker/credbroker/providers/vault/vaulttest"
 )
 
@@ -60,27 +62,9 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := kubetest.Main(m) // runs the tests, then stops the shared kube-apiserver
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // e2e is one test's world: a Vault dev server (or none), a tmpfs dir with
@@ -94,8 +78,8 @@ type e2e struct {
 	stateDir   string
 
 	mu      sync.Mutex
-	secrets []string               // values that must never appear in outputs
-	outputs map[string]*syncBuffer // name → captured output
+	secrets []string                   // values that must never appear in outputs
+	outputs map[string]*syncbuf.Buffer // name → captured output
 	procs   []*proc
 
 	leaksChecked bool // the test ran checkNoLeaks itself at its end
@@ -126,7 +110,7 @@ func newE2EAt(t *testing.T, srv *vaulttest.Server, vaultAddr string) *e2e {
 	e := &e2e{
 		srv: srv, dir: dir, config: filepath.Join(dir, "config.yaml"),
 		runtimeDir: filepath.Join(dir, "run"), stateDir: filepath.Join(dir, "state"),
-		secrets: []string{vaulttest.RootToken}, outputs: map[string]*syncBuffer{},
+		secrets: []string{vaulttest.RootToken}, outputs: map[string]*syncbuf.Buffer{},
 	}
 	e.writeConfig(t, e.config, e.runtimeDir, vaultAddr)
 	t.Cleanup(func() {
@@ -200,13 +184,13 @@ func baseEnv(extra ...string) []string {
 }
 
 // capture registers a buffer whose content is checked for secrets.
-func (e *e2e) capture(name string) *syncBuffer {
+func (e *e2e) capture(name string) *syncbuf.Buffer {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i := 2; e.outputs[name] != nil; i++ {
 		name = fmt.Sprintf("%s #%d", strings.SplitN(name, " #", 2)[0], i)
 	}
-	b := &syncBuffer{}
+	b := &syncbuf.Buffer{}
 	e.outputs[name] = b
 	return b
 }
@@ -226,7 +210,7 @@ func (e *e2e) addSecret(t *testing.T, v string) {
 type proc struct {
 	name           string
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *syncbuf.Buffer
 	done           chan struct{}
 	code           int // exit code, -1 when killed by a signal; valid after done
 }
@@ -548,19 +532,29 @@ func (e *e2e) accessors(t *testing.T) map[string]bool {
 func (e *e2e) liveSessionTokens(t *testing.T) int {
 	t.Helper()
 	n := 0
+	for _, session := range e.liveTokens(t) {
+		if strings.HasPrefix(session, "s-") {
+			n++
+		}
+	}
+	return n
+}
+
+// liveTokens maps the accessor of every valid token credbroker made (its
+// own epochs included) to its credbroker_session metadata, asking Vault.
+func (e *e2e) liveTokens(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
 	for acc := range e.accessors(t) {
 		sec, err := e.srv.Client.Auth().Token().LookupAccessor(acc)
 		if err != nil {
 			continue // revoked meanwhile
 		}
-		meta, _ := sec.Data["meta"].(map[string]any)
-		name := fmt.Sprint(sec.Data["display_name"])
-		if meta != nil && meta["credbroker_session"] != nil && meta["credbroker_session"] != "_broker" &&
-			strings.HasPrefix(name, "token-credbroker-s-") {
-			n++
+		if meta, _ := sec.Data["meta"].(map[string]any); meta != nil && meta["credbroker_session"] != nil {
+			out[acc] = fmt.Sprint(meta["credbroker_session"])
 		}
 	}
-	return n
+	return out
 }
 
 // eventually polls cond every interval until it holds or limit passes.

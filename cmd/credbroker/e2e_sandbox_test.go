@@ -259,8 +259,9 @@ func killSandbox(t *testing.T, p *proc, engine, id, mark string) int {
 }
 
 // TestSandboxBwrapDiesWithRun: SIGKILL to `credbroker run` (nothing can
-// catch it) still takes a bubblewrap sandbox down (--die-with-parent); the
-// session itself then lives on until its TTL, as docs/sandbox.md says.
+// catch it) still takes a bubblewrap sandbox down (--die-with-parent), and
+// the daemon ends the session, which `run` held on its connection (see
+// docs/sandbox.md).
 func TestSandboxBwrapDiesWithRun(t *testing.T) {
 	t.Parallel()
 	s := newSandbox(t, "bwrap")
@@ -274,7 +275,11 @@ func TestSandboxBwrapDiesWithRun(t *testing.T) {
 	if !eventually(10*time.Second, 20*time.Millisecond, func() bool { return len(sleepers(mark)) == 0 }) {
 		t.Fatalf("the bwrap sandbox outlived the credbroker run that was SIGKILLed")
 	}
-	requireState(t, s.listAll(t), si.ID, "active")
-	s.mustCLI(t, "session", "end", si.ID)
+	if !eventually(5*time.Second, 50*time.Millisecond, func() bool { return s.show(t, si.ID).State == "ended" }) {
+		t.Fatalf("5 s after SIGKILL of credbroker run its session is %q, want ended by the daemon", s.show(t, si.ID).State)
+	}
+	if got := s.show(t, si.ID).EndReason; !strings.Contains(got, "went away") {
+		t.Fatalf("end reason %q, want the holder's death", got)
+	}
 	s.requireEnded(t, si, tok, mark)
 }

@@ -712,3 +712,45 @@ func TestE2EVersionAndHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestE2EHeldSessionEndsWithItsHolder: `session start -- CMD` holds its
+// session on a connection to the daemon, so SIGKILL of the wrapper (which
+// cannot end the session itself) still ends it at once; a daemon restart
+// in between does not end it, and the wrapper holds it again.
+func TestE2EHeldSessionEndsWithItsHolder(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	d := e.serve(t)
+	p := e.start(t, "session start -- sleep", nil, "session", "start", "--role", "agent-readonly", "--",
+		"sh", "-c", "exec sleep 30 </dev/null >/dev/null 2>&1") // the orphan must not hold the test's pipes
+	var si broker.SessionInfo
+	if !eventually(20*time.Second, 50*time.Millisecond, func() bool {
+		ss := e.listAll(t)
+		if len(ss) == 1 && ss[0].State == "active" {
+			si = ss[0]
+			return true
+		}
+		return false
+	}) {
+		t.Fatalf("no active session:\n%s", p.stderr)
+	}
+	tok := e.sessionToken(t, si.Dir)
+
+	// A graceful daemon restart lets the hold go without ending the session.
+	d.signal(t, syscall.SIGTERM, 10*time.Second)
+	e.serve(t)
+	time.Sleep(1500 * time.Millisecond) // the wrapper holds it again within a second
+	if s := e.show(t, si.ID); s.State != "active" {
+		t.Fatalf("a daemon restart ended the held session: %q (%s)", s.State, s.EndReason)
+	}
+	e.requireTokenValid(t, tok)
+
+	p.kill() // SIGKILL: the wrapper cannot end the session itself
+	if !eventually(5*time.Second, 50*time.Millisecond, func() bool { return e.show(t, si.ID).State == "ended" }) {
+		t.Fatalf("5 s after SIGKILL of its holder the session is %q", e.show(t, si.ID).State)
+	}
+	if s := e.show(t, si.ID); !strings.Contains(s.EndReason, "went away") {
+		t.Fatalf("end reason %q, want the holder's death", s.EndReason)
+	}
+	e.requireTokenRejected(t, tok)
+}

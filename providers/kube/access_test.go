@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/internal/syncbuf"
 	"github.com/credbroker/credbroker/providers"
 	"github.com/credbroker/credbroker/providers/kube/kubetest"
 	"github.com/credbroker/credbroker/providers/providertest"
@@ -85,7 +86,7 @@ func TestClusterRoleBindings(t *testing.T) {
 	viewer := kubetest.PodViewer().Name
 	inNS := configs.Role{Name: "viewer", Kube: &configs.KubeRole{Namespace: ns, ClusterRole: viewer, TokenTTL: configs.Duration(time.Hour)}}
 	wide := configs.Role{Name: "viewer-wide", Kube: &configs.KubeRole{Namespace: ns, ClusterRole: viewer, ClusterWide: true, TokenTTL: configs.Duration(time.Hour)}}
-	e := &env{srv: srv, ns: ns, logs: &syncBuffer{}}
+	e := &env{srv: srv, ns: ns, logs: &syncbuf.Buffer{}}
 	e.prov = e.provider(t, "admin", inNS, wide)
 
 	gNS, err := e.prov.Mint(ctx, providertest.NewSession(inNS.Name, 10*time.Minute), inNS)

@@ -1,12 +1,10 @@
 package kube_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/internal/syncbuf"
 	"github.com/credbroker/credbroker/providers"
 	"github.com/credbroker/credbroker/providers/kube"
 	"github.com/credbroker/credbroker/providers/kube/kubetest"
@@ -36,31 +35,13 @@ func podReaderRole(ns string) configs.Role {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is one test's namespace with a pod-reader Role and a provider that
 // acts as the kubetest admin (the broker's static token).
 type env struct {
 	srv  *kubetest.Server
 	ns   string
 	prov *kube.Provider
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 }
 
 func newEnv(t *testing.T, roles ...configs.Role) *env {
@@ -73,7 +54,7 @@ func newEnv(t *testing.T, roles ...configs.Role) *env {
 	if len(roles) == 0 {
 		roles = []configs.Role{podReaderRole(ns)}
 	}
-	e := &env{srv: srv, ns: ns, logs: &syncBuffer{}}
+	e := &env{srv: srv, ns: ns, logs: &syncbuf.Buffer{}}
 	e.prov = e.provider(t, kubetest.AdminContext, roles...)
 	return e
 }

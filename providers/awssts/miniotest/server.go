@@ -6,6 +6,7 @@ package miniotest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/credbroker/credbroker/internal/testbin"
 )
@@ -137,8 +139,23 @@ func (s *Server) S3(id, secret, token string) *s3.Client {
 func (s *Server) seed(t testing.TB) {
 	ctx := context.Background()
 	c := s.S3(RootUser, RootPassword, "")
+	// /minio/health/ready can answer before the object layer and IAM are
+	// initialised (503 XMinioServerNotInitialized): wait for a real call.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		_, err := c.ListBuckets(ctx, &s3.ListBucketsInput{})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("minio at %s does not answer S3 calls 30 s after it said ready: %v", s.URL, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	for _, b := range []string{Readable, Other} {
-		if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
+		// The SDK retries a create whose answer was lost (a loaded machine,
+		// MinIO still settling); the retry then finds the bucket made.
+		var owned *s3types.BucketAlreadyOwnedByYou
+		if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil && !errors.As(err, &owned) {
 			t.Fatalf("create bucket %s: %v", b, err)
 		}
 		if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(b), Key: aws.String(Object),
