@@ -6,24 +6,28 @@ GO        ?= go
 TESTBIN   ?= $(or $(CREDBROKER_TESTBIN),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/credbroker/testbin)
 TOOLS     := $(CURDIR)/.cache/tools
 GOLANGCI  := $(TOOLS)/golangci-lint-v2.15.0
+BENCHSTAT_VERSION := v0.0.0-20260908200009-22c9c6c9d4da
+BENCHSTAT := $(TOOLS)/benchstat-$(BENCHSTAT_VERSION)
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export CREDBROKER_TESTBIN := $(TESTBIN)
 
-.PHONY: all build testbins test test-unit lint bench demo fmt vet clean fuzz fuzz-short soak
+.PHONY: all build testbins test test-unit lint bench demo fmt vet clean fuzz fuzz-short soak crash
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/credbroker ./cmd/credbroker
 
-## testbins: build the real servers the tests run against (Vault, MinIO)
-## and install the Debian clients and servers they use (see the script)
+## testbins: build the real servers the tests run against (Vault, MinIO,
+## kube-apiserver, Toxiproxy) and install the Debian clients and servers
+## they use (see the script)
 testbins:
 	@scripts/install-deps.sh
 	@scripts/build-vault.sh >/dev/null
 	@scripts/build-minio.sh >/dev/null
 	@scripts/build-kube.sh >/dev/null
+	@scripts/build-toxiproxy.sh >/dev/null
 
 ## test: every test, integration tests against the real Vault included, under -race
 test: testbins vet
@@ -41,6 +45,11 @@ $(GOLANGCI):
 	@mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 	mv $(TOOLS)/golangci-lint $@
+
+$(BENCHSTAT):
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) $(GO) install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION)
+	mv $(TOOLS)/benchstat $@
 
 lint: $(GOLANGCI)
 	$(GOLANGCI) run ./...
@@ -63,12 +72,21 @@ fuzz-short fuzz:
 soak: testbins
 	$(GO) test -tags soak -run TestSoak -count=1 -v -timeout 30m ./broker/
 
-## bench: the benchmarks behind docs/performance.md
-bench: testbins
-	$(GO) test -run '^$$' -bench 'StartSession|EndSession' -benchmem -benchtime=200x ./broker/
-	$(GO) test -run '^$$' -bench 'RevokeAll|VaultRevoke' -benchtime=1x -timeout 60m ./broker/
-	$(GO) test -run '^$$' -bench 'FleetRevokeAll' -benchtime=1x -timeout 30m ./cmd/credbroker/
-	$(GO) test -run '^$$' -bench . -benchmem ./leases/... ./agentenv/...
+## crash: the long crash matrix: 12 rounds of every failpoint and 40 random
+## SIGKILLs (208 kills); the per-step table goes to .cache/crash-report.md
+CRASH_ROUNDS ?= 12
+CRASH_RANDOM ?= 40
+crash: testbins
+	@mkdir -p .cache
+	CREDBROKER_CRASH_ROUNDS=$(CRASH_ROUNDS) CREDBROKER_CRASH_RANDOM=$(CRASH_RANDOM) \
+	CREDBROKER_CRASH_REPORT=$(CURDIR)/.cache/crash-report.md \
+	  $(GO) test -run '^TestE2ECrashMatrix$$' -count=1 -v -timeout 90m ./cmd/credbroker/
+	@cat .cache/crash-report.md
+
+## bench: the benchmarks behind docs/performance.md, in one run on the same
+## local servers; raw output, benchstat medians and ratios in .cache/bench
+bench: testbins $(BENCHSTAT)
+	GO=$(GO) BENCHSTAT=$(BENCHSTAT) scripts/bench.sh $(CURDIR)/.cache/bench
 
 ## demo: a local Vault, the broker, a session from start to revocation
 demo: build

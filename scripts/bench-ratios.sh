@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Prints the medians and ratios behind docs/performance.md from raw
+# `go test -bench` output (one or more files, -count runs of each
+# benchmark). Median of ns/op per benchmark (GOMAXPROCS suffix dropped);
+# ratios are of medians. Usage: scripts/bench-ratios.sh FILE...
+set -euo pipefail
+
+awk '/^Benchmark/ && $4 == "ns/op" { n = $1; sub(/-[0-9]+$/, "", n); print n, $3 }' "$@" |
+  sort -k1,1 -k2,2n |
+  awk '
+    function flush() { if (name != "") { med[name] = (c % 2) ? v[(c + 1) / 2] : (v[c / 2] + v[c / 2 + 1]) / 2; runs[name] = c } }
+    $1 != name { flush(); name = $1; c = 0 }
+    { v[++c] = $2 }
+    END {
+      flush()
+      printf "%-62s %6s %14s\n", "benchmark", "runs", "median"
+      for (k in med) printf "%-62s %6d %14s\n", k, runs[k], fmt(med[k]) | "sort"
+      close("sort")
+      print ""
+      ratio("AWS-only session start, whole command: credbroker / aws-vault",
+        "BenchmarkAWSSessionStart/credbroker-session-start", "BenchmarkAWSSessionStart/aws-vault-exec")
+      a = "BenchmarkAWSSessionStart/credbroker-session-start"; av = "BenchmarkAWSSessionStart/aws-vault-exec"
+      pr = "BenchmarkAWSSessionStart/assumerole-via-tls-proxy"; dr = "BenchmarkAWSSessionStart/assumerole-direct"
+      if ((a in med) && (av in med) && (pr in med) && (dr in med)) {
+        med["aws-vault-minus-hop"] = med[av] - (med[pr] - med[dr])
+        ratio("  the same, aws-vault without the proxy hop", a, "aws-vault-minus-hop")
+      }
+      ratio("AWS-only session start, in the broker (no CLI, no end) / aws-vault exec",
+        "BenchmarkSessionVsDirect/broker/agent-s3", "BenchmarkAWSSessionStart/aws-vault-exec")
+      diff("aws-vault baseline: what the STS proxy hop adds per run",
+        "BenchmarkAWSSessionStart/assumerole-via-tls-proxy", "BenchmarkAWSSessionStart/assumerole-direct")
+      slowest = ""; s = 0
+      split("vault aws kube", p, " ")
+      for (i in p) { k = "BenchmarkSessionVsDirect/direct/" p[i]; if ((k in med) && med[k] > s) { s = med[k]; slowest = k } }
+      if (slowest != "") ratio("Vault+AWS+Kube session / slowest direct provider call (" substr(slowest, 32) ")",
+        "BenchmarkSessionVsDirect/broker/agent-all", slowest)
+      ratio("kube provider calls: client-go default rate limit / unthrottled",
+        "BenchmarkSessionVsDirect/direct/kube-default-qps", "BenchmarkSessionVsDirect/direct/kube")
+      ratio("credbroker version / vault version", "BenchmarkCLIStartup/credbroker-version", "BenchmarkCLIStartup/vault-version")
+      ratio("credbroker version / aws-vault --version", "BenchmarkCLIStartup/credbroker-version", "BenchmarkCLIStartup/aws-vault-version")
+      ratio("credbroker version / bare exec", "BenchmarkCLIStartup/credbroker-version", "BenchmarkCLIStartup/bare-exec")
+      ratio("credbroker exec -- true / bare exec", "BenchmarkCLIStartup/credbroker-exec", "BenchmarkCLIStartup/bare-exec")
+      ratio("Vault one by one (10,000) / credbroker revoke --all (10,000)",
+        "BenchmarkVaultRevoke10000/one-by-one", "BenchmarkRevokeAll/10000")
+      ratio("Vault by parent (10,000) / credbroker revoke --all (10,000)",
+        "BenchmarkVaultRevoke10000/by-parent", "BenchmarkRevokeAll/10000")
+    }
+    function fmt(ns) {
+      if (ns >= 1e9) return sprintf("%.2f s", ns / 1e9)
+      if (ns >= 1e6) return sprintf("%.2f ms", ns / 1e6)
+      return sprintf("%.1f µs", ns / 1e3)
+    }
+    function ratio(what, a, b) {
+      if ((a in med) && (b in med) && med[b] > 0) printf "%-78s %s / %s = %.2fx\n", what, fmt(med[a]), fmt(med[b]), med[a] / med[b]
+    }
+    function diff(what, a, b) {
+      if ((a in med) && (b in med)) printf "%-78s %s - %s = %s\n", what, fmt(med[a]), fmt(med[b]), fmt(med[a] - med[b])
+    }
+  '
