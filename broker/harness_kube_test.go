@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,6 +53,12 @@ type kubeEnv struct {
 // the cluster.
 func withKube() harnessOpt { return func(c *harnessConfig) { c.kube = true } }
 
+// withKubeTransport wraps the Kubernetes provider's HTTP transport, so a
+// test can act at a given request (cut the server off mid-mint).
+func withKubeTransport(wrap func(http.RoundTripper) http.RoundTripper) harnessOpt {
+	return func(c *harnessConfig) { c.kubeTransport = wrap }
+}
+
 // kubeRole binds the pod-reader Role in ns.
 func kubeRole(ns string) *configs.KubeRole {
 	return &configs.KubeRole{Namespace: ns, Role: "pod-reader", TokenTTL: configs.Duration(time.Hour)}
@@ -88,6 +95,18 @@ func (h *harness) addKube(t testing.TB, hc *harnessConfig, cfg *configs.Config, 
 	p, err := kube.New(kcfg, cfg.Roles, log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if hc.kubeTransport != nil {
+		rc, err := clientcmd.BuildConfigFromFlags("", ke.Kubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.QPS, rc.WrapTransport = -1, hc.kubeTransport
+		client, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p = kube.NewWithClient(client, kube.Cluster{Server: rc.Host, CAData: rc.CAData}, kcfg, cfg.Roles, log)
 	}
 	ke.Prov = p
 	reg.Register(p)

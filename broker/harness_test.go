@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,6 +102,9 @@ type harnessConfig struct {
 	via func(t testing.TB, name, target string) string
 	// wrap, when set, wraps every provider before the broker gets it.
 	wrap func(providers.Provider) providers.Provider
+	// kubeTransport, when set, wraps the Kubernetes provider's HTTP
+	// transport (to act at a given request).
+	kubeTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // front is the address the broker dials for server name, whose proxy
