@@ -3,16 +3,13 @@ package broker_test
 import (
 	"context"
 	"errors"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/credbroker/credbroker/broker"
-	"github.com/credbroker/credbroker/internal/tcpproxy"
 	"github.com/credbroker/credbroker/internal/toxitest"
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers/awssts"
@@ -335,71 +332,3 @@ func (h *harness) tickUntilSettled(limit time.Duration) {
 		time.Sleep(500 * time.Millisecond)
 	}
 }
-
-// TestKubeServerLostMidMint: the API server drops off the network in the
-// middle of a mint, after the session's ServiceAccount, Secret and
-// RoleBinding exist and as its token is requested, so the provider cannot
-// delete what it made. (Every fault in TestFaults breaks the first call,
-// the Role check, before anything exists.) The start fails naming kube,
-// what Vault and MinIO minted for it is revoked, and what stays at the API
-// server is known to the store; once the server is back the loop deletes
-// it, and every lease is revoked exactly once.
-func TestKubeServerLostMidMint(t *testing.T) {
-	ctx := context.Background()
-	var armed atomic.Bool
-	var cut atomic.Pointer[tcpproxy.Proxy]
-	wrap := func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripper(func(r *http.Request) (*http.Response, error) {
-			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/token") && armed.CompareAndSwap(true, false) {
-				cut.Load().SetUp(false)
-			}
-			return rt.RoundTrip(r)
-		})
-	}
-	spies := map[string]*spy{}
-	h := newHarness(t, withMinIO(), withKube(), withSpies(spies), withKubeTransport(wrap))
-	cut.Store(h.kube.Proxy)
-	before := h.start("agent-all")
-
-	armed.Store(true)
-	_, err := bounded(t, "session start", func() (broker.SessionInfo, error) {
-		return h.b.StartSession(ctx, h.caller, broker.StartRequest{Role: "agent-all"})
-	})
-	if armed.Load() {
-		t.Fatalf("the start never requested a kube token (err %v): the cut did not happen mid-mint", err)
-	}
-	h.assertStartFailedCleanly(err, kube.Name, before.ID, h.secrets(spies))
-	ss, err := h.st.ListSessions(ctx, leases.SessionFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var failed string
-	for _, s := range ss {
-		if s.ID != before.ID {
-			failed = s.ID
-		}
-	}
-	left := h.kubeObjects(failed)
-	if len(left) == 0 {
-		t.Fatalf("no kube object of the failed session at the API server: the cut came before the mint created any")
-	}
-	t.Logf("left at the API server while it is away: %v", left)
-
-	back := len(h.auditEvents())
-	h.kube.Proxy.SetUp(true)
-	if _, err := h.b.EndSession(ctx, h.caller, before.ID, "test over"); err != nil {
-		t.Fatal(err)
-	}
-	h.tickUntilSettled(2 * time.Minute)
-	if left := h.kubeObjects(failed); len(left) != 0 {
-		t.Errorf("kube objects of the failed session after the server came back: %v", left)
-	}
-	h.assertAllDead(spies, "after the server came back")
-	h.assertStoreSettled("after the server came back", true)
-	h.assertRevokedOnce(back)
-	h.assertNoLeaks()
-}
-
-type roundTripper func(*http.Request) (*http.Response, error)
-
-func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
