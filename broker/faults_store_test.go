@@ -7,14 +7,18 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/internal/syncbuf"
 	"github.com/credbroker/credbroker/internal/toxitest"
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/leases/postgres/pgtest"
+	"github.com/credbroker/credbroker/providers"
+	"github.com/credbroker/credbroker/providers/vault"
 	"github.com/credbroker/credbroker/providers/vault/vaulttest"
 )
 
@@ -91,7 +95,7 @@ type storeCase struct {
 }
 
 func runStoreFault(t *testing.T, pg *pgtest.Cluster, sf storeFault) {
-	c := newStoreCase(t, pg)
+	c := newStoreCase(t, pg, nil)
 	f, n, h := c.f, c.n, c.f.h
 	ended, tokEnded := f.start(n) // ended under the fault
 	held, tokHeld := f.start(n)   // revoked by revoke --all under the fault
@@ -187,13 +191,14 @@ func (c *storeCase) revokeAllDuringFault(sf storeFault, si broker.SessionInfo, t
 }
 
 // newStoreCase starts a Vault and a database for one case, and a broker
-// (host "a") reaching the database through a Toxiproxy proxy.
-func newStoreCase(t *testing.T, pg *pgtest.Cluster) *storeCase {
+// (host "a") reaching the database through a Toxiproxy proxy; wrap, if
+// not nil, wraps its Vault provider.
+func newStoreCase(t *testing.T, pg *pgtest.Cluster, wrap func(providers.Provider) providers.Provider) *storeCase {
 	t.Helper()
 	srv := vaulttest.Start(t)
 	vaulttest.Seed(t, srv)
 	db := pg.NewDB(t)
-	f := &fleet{t: t, srv: srv, pg: pg, db: db, nodes: map[string]*node{}}
+	f := &fleet{t: t, srv: srv, pg: pg, db: db, nodes: map[string]*node{}, wrap: wrap}
 	f.h = &harness{t: t, srv: srv, logs: &syncbuf.Buffer{}, caller: broker.Caller{UID: os.Geteuid(), PID: os.Getpid()}}
 	tp := toxitest.Start(t)
 	c := &storeCase{f: f, pw: db.Password}
@@ -353,4 +358,130 @@ func (c *storeCase) assertNoSecrets() {
 		t.Fatal(err)
 	}
 	noSecretIn(t, "the audit log", string(b), secrets)
+}
+
+// TestStoreLostMidStart: PostgreSQL goes away in the middle of a session
+// start, after the session row and the intent are written and Vault has
+// minted the session token, before the lease is recorded. The start fails
+// closed with ErrStoreUnavailable, the token is revoked at Vault at once
+// (asked of Vault directly), no session dir stays, and once the store is
+// back the loop ends the session and settles the intent.
+func TestStoreLostMidStart(t *testing.T) {
+	t.Setenv("CB_TEST_BROKER_TOKEN", vaulttest.RootToken)
+	pg := pgtest.Start(t, pgtest.Options{})
+	down := faultNamed("down")
+	var cut cutAfterMint
+	c := newStoreCase(t, pg, func(p providers.Provider) providers.Provider {
+		cut.Provider = p
+		return &cut
+	})
+	f, n, h := c.f, c.n, c.f.h
+	var minted string // the failed session's token
+	cut.set = func(g providers.Grant) {
+		minted = g.Files[vault.TokenFile].Reveal()
+		h.mu.Lock()
+		h.tokens = append(h.tokens, minted)
+		h.mu.Unlock()
+		down.set(t, c.proxy)
+	}
+	ctx := context.Background()
+	before, tokBefore := f.start(n)
+	c.before = h.sessionTokens() // the session's and the epoch
+
+	cut.armed.Store(true)
+	_, took, err := timed(t, "session start", func() (broker.SessionInfo, error) {
+		return n.b.StartSession(ctx, h.caller, broker.StartRequest{Role: "agent-readonly"})
+	})
+	if cut.armed.Load() {
+		t.Fatalf("the start never minted (%s): the cut did not happen mid-start", c.note(err))
+	}
+	msg := c.note(err)
+	if !errors.Is(err, broker.ErrStoreUnavailable) {
+		t.Fatalf("start with the store lost after the mint: %s; want ErrStoreUnavailable", msg)
+	}
+	t.Logf("MEASURE store/mid-start: the start failed in %s: %s", took.Round(time.Millisecond), msg)
+	if h.tokenValid(minted) {
+		t.Error("the token minted for the failed start is still valid at Vault")
+	}
+	if got := h.sessionTokens(); got != c.before {
+		t.Errorf("%d session tokens at Vault after the failed start, want the %d from before", got, c.before)
+	}
+	if ids, _ := n.w.List(); len(ids) != 1 {
+		t.Errorf("session dirs after the failed start: %v; want only the earlier session's", ids)
+	}
+
+	down.clear(t, c.proxy)
+	ss, err := n.st.ListSessions(ctx, leases.SessionFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed string
+	for _, s := range ss {
+		if s.ID != before.ID {
+			failed = s.ID
+		}
+	}
+	if failed == "" {
+		t.Fatalf("the store has no row for the failed start: it was lost before the session was written")
+	}
+	if _, err := n.b.EndSession(ctx, h.caller, before.ID, "test over"); err != nil {
+		t.Fatal(err)
+	}
+	// The intent of the failed mint could not be deleted; the loop settles
+	// intents once they are 5 minutes old.
+	n.offset.Store(int64(6 * time.Minute))
+	settled := waitFor(t, 30*time.Second, "the store to catch up", func() bool {
+		n.b.Tick(ctx)
+		return c.settledBut(ctx, []string{before.ID, failed}) == ""
+	})
+	t.Logf("MEASURE store/mid-start: store caught up %s after it was back", settled.Round(time.Millisecond))
+	if h.tokenValid(tokBefore) {
+		t.Error("the earlier session's token is still valid after its end")
+	}
+	if got := h.sessionTokens(); got != 1 {
+		t.Errorf("%d session tokens at Vault at the end, want 1 (the epoch)", got)
+	}
+	c.assertNoSecrets()
+}
+
+// settledBut says what the store has not settled yet ("" when nothing):
+// every session of ids ended, no intent, and no lease but the broker's
+// Vault epoch.
+func (c *storeCase) settledBut(ctx context.Context, ids []string) string {
+	st := c.n.st
+	for _, id := range ids {
+		s, err := st.GetSession(ctx, id)
+		if err != nil || s.State != leases.SessionEnded {
+			return "session " + id + " is " + string(s.State) + " " + errString(err)
+		}
+	}
+	ls, err := st.FindLeases(ctx, leases.LeaseFilter{})
+	if err != nil {
+		return err.Error()
+	}
+	for _, l := range ls {
+		if l.Kind != vault.KindEpoch {
+			return "lease " + l.ID + " is " + string(l.State)
+		}
+	}
+	if ins, err := st.ListIntents(ctx); err != nil || len(ins) != 0 {
+		return strconv.Itoa(len(ins)) + " intents " + errString(err)
+	}
+	return ""
+}
+
+// cutAfterMint wraps a provider: once armed, it calls set with the grant
+// right after the next mint returns, before the broker records it.
+type cutAfterMint struct {
+	providers.Provider
+	armed atomic.Bool
+	set   func(providers.Grant)
+}
+
+func (c *cutAfterMint) Mint(ctx context.Context, s providers.Session, role configs.Role) (providers.Grant, error) {
+	g, err := c.Provider.Mint(ctx, s, role)
+	if c.armed.CompareAndSwap(true, false) {
+		c.set(g)
+	}
+	return g, err
 }

@@ -36,6 +36,8 @@ type fleet struct {
 	db    pgtest.DB
 	nodes map[string]*node
 	h     *harness // for Vault helpers (token checks)
+	// wrap, when set, wraps each node's Vault provider.
+	wrap func(providers.Provider) providers.Provider
 }
 
 // node is one broker of the fleet.
@@ -104,7 +106,11 @@ func (f *fleet) newNodeAt(host, dsn string) *node {
 		t.Fatal(err)
 	}
 	reg := providers.NewRegistry()
-	reg.Register(n.vp)
+	if f.wrap != nil {
+		reg.Register(f.wrap(n.vp))
+	} else {
+		reg.Register(n.vp)
+	}
 	audit, err := broker.OpenAudit(n.audit)
 	if err != nil {
 		t.Fatal(err)

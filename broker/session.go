@@ -145,10 +145,12 @@ func (b *Broker) mintAll(ctx context.Context, s leases.Session, role configs.Rol
 	kind := ErrProvider
 	for _, err := range errs {
 		if err != nil {
-			failed = append(failed, err.Error()) // provider errors name their provider
+			msg := err.Error() // provider errors name their provider
 			if errors.Is(err, ErrStoreUnavailable) {
 				kind = ErrStoreUnavailable
+				msg = strings.TrimPrefix(msg, ErrStoreUnavailable.Error()+": ")
 			}
+			failed = append(failed, msg)
 		}
 	}
 	if len(failed) > 0 {
@@ -186,12 +188,14 @@ func (b *Broker) mintOne(ctx context.Context, p providers.Provider, s providers.
 	if err := b.store.RecordLeases(ctx, intent.ID, g.Leases); err != nil {
 		// Not recorded means not known: revoke now. If that fails the
 		// intent remains and the reconciler retries.
+		done := "what was minted is revoked"
 		for _, l := range g.Leases {
 			if rerr := p.Revoke(ctx, l); rerr != nil {
 				b.log.Error("revoke unrecorded lease", "lease", l.ID, "err", rerr)
+				done = "revoking what was minted failed too; the write-ahead intent makes the broker find and revoke it once the store is back"
 			}
 		}
-		return providers.Grant{}, fmt.Errorf("%w: record the leases of %s (what was minted is revoked): %v", ErrStoreUnavailable, p.Name(), err)
+		return providers.Grant{}, fmt.Errorf("%w: record the leases of %s (%s): %v", ErrStoreUnavailable, p.Name(), done, err)
 	}
 	b.cache.putLeases(s.ID, g.Leases)
 	b.at("after-record")
@@ -371,9 +375,13 @@ func (b *Broker) endFrom(ctx context.Context, s leases.Session, readErr error, r
 		b.backlog.addEnd(id, reason, s.EndedAt)
 		b.log.Warn("lease store unavailable: session wiped and revoked at the providers; its end is recorded when the store is back",
 			"session", id, "revoked", len(ls)-pending, "pending", pending, "err", storeErr)
-		return fmt.Errorf("%w: %w: session %s: its dir is wiped and %d of %d leases it holds are revoked at the providers, "+
+		revoked := fmt.Sprintf("%d of %d leases it holds are revoked at the providers", len(ls)-pending, len(ls))
+		if len(ls) == 0 {
+			revoked = "it holds no recorded lease"
+		}
+		return fmt.Errorf("%w: %w: session %s: its dir is wiped and %s, "+
 			"but the lease store cannot record it (%v); the broker records it as soon as the store is back",
-			ErrPending, ErrStoreUnavailable, id, len(ls)-pending, len(ls), storeErr)
+			ErrPending, ErrStoreUnavailable, id, revoked, storeErr)
 	}
 	b.record(Event{Event: EvSessionEnd, Session: id, Role: s.Role, Reason: reason})
 	b.locks.Delete(id)
