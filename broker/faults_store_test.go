@@ -485,3 +485,50 @@ func (c *cutAfterMint) Mint(ctx context.Context, s providers.Session, role confi
 	}
 	return g, err
 }
+
+// TestIncidentWatchThroughBlackHole: broker b's network to PostgreSQL
+// turns into a black hole (packets dropped, connections never closed or
+// reset) while another broker declares an incident. b's incident watch
+// finds its dead connection by itself (it pings after 2 s without a
+// notice), keeps reconnecting, and once the network is back it wipes b's
+// session dir with no loop tick. (TestFleetBrokerCutOffDuringIncident
+// does the same with a cut that resets the connections.)
+func TestIncidentWatchThroughBlackHole(t *testing.T) {
+	t.Setenv("CB_TEST_BROKER_TOKEN", vaulttest.RootToken)
+	pg := pgtest.Start(t, pgtest.Options{})
+	c := newStoreCase(t, pg, nil)
+	f, b := c.f, c.n
+	a := f.newNode("d")
+	f.nodes["d"] = a
+	ctx := context.Background()
+	b.watch(t)
+	si, tok := f.start(b)
+
+	hole := faultNamed("blackhole")
+	hole.set(t, c.proxy)
+	// Past watchIdle + watchCheck: the watch has found its connection
+	// dead and is reconnecting into the black hole.
+	time.Sleep(6 * time.Second)
+	if _, err := a.b.RevokeAll(ctx, f.h.caller, "b is in a black hole"); err != nil {
+		t.Fatal(err)
+	}
+	if f.h.tokenValid(tok) {
+		t.Error("b's token survived revoke --all while b was in a black hole")
+	}
+	time.Sleep(time.Second)
+	if dirGone(si.Dir) {
+		t.Fatal("b's dir went while b could not hear of the incident: was the black hole on?")
+	}
+	// Toxiproxy closes the held connections when the black hole is
+	// removed, which a real partition that heals does not: the watch must
+	// have found the dead connection before that.
+	if !strings.Contains(b.logs.String(), "incident watch interrupted") {
+		t.Fatal("7 s into the black hole the incident watch has not noticed its connection is dead")
+	}
+	hole.clear(t, c.proxy)
+	took := waitFor(t, 20*time.Second, "b's dir gone after the black hole cleared", func() bool { return dirGone(si.Dir) })
+	t.Logf("MEASURE store/watch-blackhole: b wiped its dir %s after the black hole cleared", took.Round(time.Millisecond))
+	if strings.Contains(b.logs.String(), c.pw) {
+		t.Error("the broker log holds the PostgreSQL password")
+	}
+}
