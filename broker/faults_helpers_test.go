@@ -273,3 +273,21 @@ func pendingProviders(ls []broker.LeaseInfo) []string {
 	slices.Sort(ps)
 	return ps
 }
+
+// otherSession returns the id of a session in st other than known (the
+// one a test started but could not get an answer for), or "" if none.
+func otherSession(t testing.TB, st interface {
+	ListSessions(context.Context, leases.SessionFilter) ([]leases.Session, error)
+}, known string) string {
+	t.Helper()
+	ss, err := st.ListSessions(context.Background(), leases.SessionFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ss {
+		if s.ID != known {
+			return s.ID
+		}
+	}
+	return ""
+}

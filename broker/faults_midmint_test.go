@@ -13,7 +13,6 @@ import (
 
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/internal/tcpproxy"
-	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers/kube"
 	"github.com/credbroker/credbroker/providers/vault"
 )
@@ -100,15 +99,9 @@ func (h *harness) assertMidMintCut(t *testing.T, cut *midMintCut, spies map[stri
 		t.Fatalf("the start never reached the call to cut (err %v)", err)
 	}
 	h.assertStartFailedCleanly(err, provider, before.ID, h.secrets(spies))
-	ss, err := h.st.ListSessions(ctx, leases.SessionFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var failed string
-	for _, s := range ss {
-		if s.ID != before.ID {
-			failed = s.ID
-		}
+	failed := otherSession(t, h.st, before.ID)
+	if failed == "" {
+		t.Fatal("the store has no row for the failed start")
 	}
 	n := left(failed)
 	if n == 0 {
