@@ -4,11 +4,9 @@
 package miniotest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -21,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/credbroker/credbroker/internal/syncbuf"
 	"github.com/credbroker/credbroker/internal/testbin"
 )
 
@@ -45,9 +44,10 @@ const (
 
 // Server is a running MinIO.
 type Server struct {
-	URL  string
-	cmd  *exec.Cmd
-	logs *bytes.Buffer
+	URL    string
+	cmd    *exec.Cmd
+	logs   *syncbuf.Buffer
+	exited chan struct{} // closed once the process is gone
 }
 
 // Binary returns the MinIO binary path: $CREDBROKER_MINIO_BIN or the cache
@@ -66,18 +66,24 @@ func StartWith(t testing.TB, env []string) *Server {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("minio binary not found at %s: run `make testbins` (builds MinIO from the Go module proxy)", bin)
 	}
+	// A start can lose its ports to another server started at the same
+	// time (between freePort and MinIO's bind); it is then tried again on
+	// new ports, seeding included.
 	var s *Server
 	var err error
 	for range 3 {
-		if s, err = start(bin, t.TempDir(), env); err == nil {
+		if s, err = start(bin, t.TempDir(), env); err != nil {
+			continue
+		}
+		if err = s.seed(); err == nil {
 			break
 		}
+		s.Stop()
 	}
 	if err != nil {
 		t.Fatalf("start minio: %v", err)
 	}
 	t.Cleanup(s.Stop)
-	s.seed(t)
 	return s
 }
 
@@ -91,7 +97,7 @@ func start(bin, dir string, env []string) (*Server, error) {
 		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	logs := &bytes.Buffer{}
+	logs := &syncbuf.Buffer{}
 	cmd := exec.Command(bin, "server", "--quiet", "--address", addr, "--console-address", "127.0.0.1:"+strconv.Itoa(cport), dir)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+RootUser, "MINIO_ROOT_PASSWORD="+RootPassword,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "HOME="+dir)
@@ -100,19 +106,27 @@ func start(bin, dir string, env []string) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &Server{URL: "http://" + addr, cmd: cmd, logs: logs}
+	s := &Server{URL: "http://" + addr, cmd: cmd, logs: logs, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(s.exited) }()
+	// Ready means a real S3 call succeeds: /minio/health/ready can answer
+	// before the object layer and IAM are initialised. A process that
+	// exits (its port taken between freePort and its bind, by a server
+	// another test started) is a failed start, retried on new ports.
+	c := s.S3(RootUser, RootPassword, "")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(s.URL + "/minio/health/ready")
+		_, err := c.ListBuckets(context.Background(), &s3.ListBucketsInput{})
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
+			return s, nil
+		}
+		select {
+		case <-s.exited:
+			return nil, fmt.Errorf("minio at %s exited before it was ready: %s", s.URL, logs.String())
+		default:
 		}
 		if time.Now().After(deadline) {
 			s.Stop()
-			return nil, fmt.Errorf("minio not ready at %s: %v\n%s", s.URL, err, logs.String())
+			return nil, fmt.Errorf("minio at %s does not answer S3 calls after 30 s: %v\n%s", s.URL, err, logs.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -120,10 +134,8 @@ func start(bin, dir string, env []string) (*Server, error) {
 
 // Stop kills the server.
 func (s *Server) Stop() {
-	if s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_, _ = s.cmd.Process.Wait()
-	}
+	_ = s.cmd.Process.Kill()
+	<-s.exited
 }
 
 // S3 returns an S3 client for the server with the given credentials.
@@ -136,33 +148,22 @@ func (s *Server) S3(id, secret, token string) *s3.Client {
 	})
 }
 
-func (s *Server) seed(t testing.TB) {
+func (s *Server) seed() error {
 	ctx := context.Background()
 	c := s.S3(RootUser, RootPassword, "")
-	// /minio/health/ready can answer before the object layer and IAM are
-	// initialised (503 XMinioServerNotInitialized): wait for a real call.
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		_, err := c.ListBuckets(ctx, &s3.ListBucketsInput{})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("minio at %s does not answer S3 calls 30 s after it said ready: %v", s.URL, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	for _, b := range []string{Readable, Other} {
 		// The SDK retries a create whose answer was lost (a loaded machine,
 		// MinIO still settling); the retry then finds the bucket made.
 		var owned *s3types.BucketAlreadyOwnedByYou
 		if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil && !errors.As(err, &owned) {
-			t.Fatalf("create bucket %s: %v", b, err)
+			return fmt.Errorf("minio at %s: create bucket %s: %w\n%s", s.URL, b, err, s.logs.String())
 		}
 		if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(b), Key: aws.String(Object),
 			Body: strings.NewReader("hello from " + b + "\n")}); err != nil {
-			t.Fatalf("put %s/%s: %v", b, Object, err)
+			return fmt.Errorf("minio at %s: put %s/%s: %w\n%s", s.URL, b, Object, err, s.logs.String())
 		}
 	}
+	return nil
 }
 
 // ReadOnlyPolicy is a session policy that allows reading Readable only.
