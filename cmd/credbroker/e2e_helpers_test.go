@@ -571,12 +571,14 @@ func eventually(limit, interval time.Duration, cond func() bool) bool {
 	}
 }
 
-// waitFile waits until path exists, while p runs; it returns the content.
+// waitFile waits until path exists and is not empty, while p runs; it
+// returns the content. A shell's `echo ... > file` creates the file before
+// it writes the line (one write), so an empty file is not there yet.
 func waitFile(t *testing.T, p *proc, path string, limit time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
-		if b, err := os.ReadFile(path); err == nil {
+		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
 			return string(b)
 		}
 		if p.exited() || time.Now().After(deadline) {
