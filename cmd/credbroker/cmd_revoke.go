@@ -48,13 +48,7 @@ status is 0 only when nothing issued is left valid.`,
 			if o.all {
 				return runRevokeAll(cmd.Context(), g, o)
 			}
-			si, err := g.client().EndSession(cmd.Context(), args[0], o.reason)
-			if err != nil {
-				printLeases(g.errOut, si.Leases)
-				return err
-			}
-			fmt.Fprintf(g.out, "session %s revoked\n", si.ID)
-			return nil
+			return runRevokeOne(cmd.Context(), g, o, args[0])
 		},
 	}
 	f := cmd.Flags()
@@ -62,6 +56,28 @@ status is 0 only when nothing issued is left valid.`,
 	f.StringVar(&o.reason, "reason", "", "why (required with --all; recorded in the audit log)")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// runRevokeOne ends one session. With -o json it prints the session as
+// the daemon reports it (state and any lease still pending), also when the
+// revocation is incomplete.
+func runRevokeOne(ctx context.Context, g *globalOpts, o *revokeOpts, id string) error {
+	si, err := g.client().EndSession(ctx, id, o.reason)
+	if o.output == "json" {
+		if err != nil && si.ID == "" {
+			return err
+		}
+		if perr := printJSON(g.out, si); perr != nil {
+			return perr
+		}
+		return err
+	}
+	if err != nil {
+		printLeases(g.errOut, si.Leases)
+		return err
+	}
+	fmt.Fprintf(g.out, "session %s revoked\n", si.ID)
+	return nil
 }
 
 func runRevokeAll(ctx context.Context, g *globalOpts, o *revokeOpts) error {

@@ -204,6 +204,13 @@ func TestE2ESessionLifecycle(t *testing.T) {
 	if r := e.mustCLI(t, "session", "list"); strings.TrimSpace(r.stdout) != "no sessions" {
 		t.Fatalf("live list after both ended: %s", r)
 	}
+	// revoke ID -o json prints the ended session as JSON (it printed text).
+	third := e.startJSON(t, "--role", "agent-readonly")
+	rj := e.mustCLI(t, "revoke", third.ID, "-o", "json")
+	var revoked broker.SessionInfo
+	if err := json.Unmarshal([]byte(rj.stdout), &revoked); err != nil || revoked.ID != third.ID || revoked.State != "ended" {
+		t.Fatalf("revoke %s -o json: %+v (%v) from %s", third.ID, revoked, err, rj)
+	}
 	all := e.listAll(t)
 	for _, s := range sessions {
 		requireState(t, all, s.id, "ended")
