@@ -13,7 +13,6 @@ import (
 	"github.com/credbroker/credbroker/agentenv"
 	"github.com/credbroker/credbroker/broker/guard"
 	"github.com/credbroker/credbroker/configs"
-	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers"
 )
 
@@ -24,7 +23,7 @@ type DaemonOptions struct {
 	// AllowDisk lets session dirs live on a disk filesystem. Tests only.
 	AllowDisk bool
 	// BuildProviders constructs the registry (providers/all.Build).
-	BuildProviders func(ctx context.Context, cfg *configs.Config, st leases.Store, log *slog.Logger) (*providers.Registry, error)
+	BuildProviders func(ctx context.Context, cfg *configs.Config, j providers.Journal, log *slog.Logger) (*providers.Registry, error)
 	// Hooks are test failpoints.
 	Hooks Hooks
 	// Now is the broker's clock; nil means time.Now. Crash tests move it
@@ -68,7 +67,7 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		defer sw.Close()
 		audit.MirrorTo(sw)
 	}
-	reg, err := o.BuildProviders(ctx, cfg, st, log)
+	reg, err := o.BuildProviders(ctx, cfg, NewJournal(st, audit, log), log)
 	if err != nil {
 		return err
 	}

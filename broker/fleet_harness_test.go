@@ -102,7 +102,7 @@ func (f *fleet) newNodeAt(host, dsn string) *node {
 		Address: f.srv.Addr, Auth: configs.VaultAuth{TokenEnv: "CB_TEST_BROKER_TOKEN"},
 		TokenRole: vaulttest.TokenRole, EpochTTL: configs.Duration(24 * time.Hour),
 	}
-	if n.vp, err = vault.New(ctx, vcfg, n.st, log, vault.WithHostID(host)); err != nil {
+	if n.vp, err = vault.New(ctx, vcfg, broker.NewJournal(n.st, nil, log), log, vault.WithHostID(host)); err != nil {
 		t.Fatal(err)
 	}
 	reg := providers.NewRegistry()

@@ -105,6 +105,8 @@ type harnessConfig struct {
 	// kubeTransport, when set, wraps the Kubernetes provider's HTTP
 	// transport (to act at a given request).
 	kubeTransport func(http.RoundTripper) http.RoundTripper
+	// host is the broker's fleet host id ("" for a single broker).
+	host string
 }
 
 // front is the address the broker dials for server name, whose proxy
@@ -121,6 +123,10 @@ func (c *harnessConfig) front(t testing.TB, name, addr string) string {
 func withProvider(p providers.Provider) harnessOpt {
 	return func(c *harnessConfig) { c.extra = append(c.extra, p) }
 }
+
+// asHost gives the broker a fleet host id, so sessions of other hosts in
+// its store are another broker's.
+func asHost(id string) harnessOpt { return func(c *harnessConfig) { c.host = id } }
 
 // withMinIO adds the AWS provider against a real MinIO (behind its own
 // proxy) and the roles agent-s3 (AWS only) and agent-full (Vault and AWS).
@@ -159,7 +165,12 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 		Address: "http://" + hc.front(t, "vault", h.proxy.Addr), Auth: configs.VaultAuth{TokenEnv: "CB_TEST_BROKER_TOKEN"},
 		TokenRole: vaulttest.TokenRole, EpochTTL: configs.Duration(24 * time.Hour),
 	}
-	vp, err := vault.New(context.Background(), vcfg, st, log)
+	audit, err := broker.OpenAudit(h.audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { audit.Close() })
+	vp, err := vault.New(context.Background(), vcfg, broker.NewJournal(st, audit, log), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,15 +196,11 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 		}
 		reg = wrapped
 	}
-	audit, err := broker.OpenAudit(h.audit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { audit.Close() })
 	h.w = &agentenv.Writer{Root: hc.root, AllowDisk: hc.allowDisk, Logger: log}
 	h.b = broker.New(broker.Options{
 		Config: cfg, Store: st, Providers: reg, Env: h.w, Audit: audit, Logger: log,
-		Now: func() time.Time { return time.Now().Add(time.Duration(h.offset.Load())) },
+		Now:    func() time.Time { return time.Now().Add(time.Duration(h.offset.Load())) },
+		HostID: hc.host,
 	})
 	return h
 }

@@ -51,9 +51,12 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 		return b.revokeAllOffline(ctx, c, in, fmt.Errorf("list leases: %w", err))
 	}
 	var local []string
+	others := map[string]bool{} // sessions of other brokers of the fleet
 	for _, s := range sessions {
 		if b.owns(s) {
 			local = append(local, s.ID)
+		} else {
+			others[s.ID] = true
 		}
 	}
 	rep := RevokeReport{Reason: reason, Incident: true, Sessions: len(sessions), LocalSessions: len(local), Pending: []LeaseInfo{}}
@@ -78,15 +81,17 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 	}
 	for _, name := range names {
 		wg.Go(func() {
-			r := b.revokeProvider(ctx, name, byProvider[name], reason, start)
+			r := b.revokeProvider(ctx, name, byProvider[name], others, reason, start)
 			mu.Lock()
 			rep.Providers = append(rep.Providers, r)
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
+	left := 0
 	for _, r := range rep.Providers {
 		rep.RevokedIn = max(rep.RevokedIn, r.RevokedIn)
+		left += r.LeftToHosts
 	}
 	wipe.Wait()
 	b.at("revoke-all-before-finish")
@@ -100,8 +105,13 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 	for _, l := range pending {
 		rep.Pending = append(rep.Pending, leaseInfo(l))
 	}
-	rep.Complete = len(rep.Pending) == 0
+	rep.Complete = len(rep.Pending) == 0 && left == 0
 	rep.Duration = b.now().Sub(start).Round(time.Millisecond).String()
+	if left > 0 {
+		return rep, fmt.Errorf("%w: %d leases of other brokers were not reached by this broker's provider-wide calls "+
+			"(their provider config differs from this one's: compare `credbroker status --all-hosts`); each of those brokers "+
+			"revokes its own within %s of the incident; run `credbroker revoke --all` again to check", ErrPending, left, incidentGrace)
+	}
 	if !rep.Complete {
 		return rep, fmt.Errorf("%w: %d leases are not revoked yet; they are retried with backoff (run `credbroker revoke --all` again to retry now)", ErrPending, len(rep.Pending))
 	}
@@ -109,30 +119,68 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 }
 
 // revokeProvider makes one provider's credentials invalid: one RevokeAll
-// call when the backend supports it, else (or when that fails) lease by
-// lease.
-func (b *Broker) revokeProvider(ctx context.Context, name string, ls []leases.Lease, reason string, start time.Time) ProviderResult {
+// call, which reports the leases it covered; those are forgotten. What it
+// did not cover (the call failed, or a lease was minted by another broker
+// whose provider config this one's calls do not reach) is revoked lease by
+// lease when it is this broker's, and left to its own broker (which
+// revokes it within incidentGrace) when it is another's: revoking it here
+// with this broker's config could report success without reaching it.
+func (b *Broker) revokeProvider(ctx context.Context, name string, ls []leases.Lease, others map[string]bool, reason string, start time.Time) ProviderResult {
 	r := ProviderResult{Provider: name, Method: "revoke-all"}
-	p, ok := b.provs.Get(name)
-	if ok {
-		err := p.RevokeAll(ctx)
-		if err == nil {
-			r.RevokedIn = b.now().Sub(start)
-			b.at("revoke-all-after-provider")
-			b.deleteLeases(ctx, ls)
-			r.Revoked = len(ls)
+	rest := ls
+	if p, ok := b.provs.Get(name); ok {
+		covered, err := p.RevokeAll(ctx, ls)
+		var done []leases.Lease
+		done, rest = splitCovered(ls, covered)
+		r.RevokedIn = b.now().Sub(start)
+		b.at("revoke-all-after-provider")
+		b.deleteLeases(ctx, done)
+		r.Revoked = len(done)
+		if err != nil {
+			r.Error = err.Error()
+			b.record(Event{Event: EvProviderRevoke, Provider: name, Reason: reason, Error: err.Error()})
+			b.log.Error("provider revoke-all failed; falling back to lease by lease", "provider", name, "err", err, "covered", len(done))
+		} else {
 			b.record(Event{Event: EvProviderRevoke, Provider: name, Reason: reason})
-			return r
 		}
-		r.Error = err.Error()
-		b.record(Event{Event: EvProviderRevoke, Provider: name, Reason: reason, Error: err.Error()})
-		b.log.Error("provider revoke-all failed; falling back to lease by lease", "provider", name, "err", err)
 	}
-	r.Method = "per-lease"
-	pending, _ := b.revokeLeases(ctx, ls, reason, false) // failed store writes are logged
-	r.Revoked, r.Pending = len(ls)-pending, pending
-	r.RevokedIn = b.now().Sub(start)
+	var mine []leases.Lease
+	for _, l := range rest {
+		host, broker := leases.BrokerSessionHost(l.SessionID)
+		if others[l.SessionID] || (broker && b.host != "" && host != b.host) {
+			r.LeftToHosts++
+			continue
+		}
+		mine = append(mine, l)
+	}
+	if len(mine) > 0 {
+		r.Method = "per-lease"
+		if r.Revoked > 0 {
+			r.Method = "revoke-all+per-lease"
+		}
+		pending, _ := b.revokeLeases(ctx, mine, reason, false) // failed store writes are logged
+		r.Revoked += len(mine) - pending
+		r.Pending = pending
+		r.RevokedIn = b.now().Sub(start)
+	}
 	return r
+}
+
+// splitCovered splits ls into the leases whose ids are in covered and the
+// rest.
+func splitCovered(ls []leases.Lease, covered []string) (done, rest []leases.Lease) {
+	in := make(map[string]bool, len(covered))
+	for _, id := range covered {
+		in[id] = true
+	}
+	for _, l := range ls {
+		if in[l.ID] {
+			done = append(done, l)
+		} else {
+			rest = append(rest, l)
+		}
+	}
+	return done, rest
 }
 
 // wipeDirs marks every session dir of ids revoked and removes it, a few at

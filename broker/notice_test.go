@@ -27,7 +27,9 @@ func (noticeProvider) Renew(context.Context, providers.Session, leases.Lease, pr
 func (noticeProvider) Revoke(context.Context, leases.Lease) error {
 	return &providers.Notice{Msg: "fell back to a cut-off on role x"}
 }
-func (noticeProvider) RevokeAll(context.Context) error { return nil }
+func (noticeProvider) RevokeAll(_ context.Context, ls []leases.Lease) ([]string, error) {
+	return providers.IDs(ls), nil
+}
 func (noticeProvider) FindOrphans(context.Context, string, []leases.Lease) ([]leases.Lease, error) {
 	return nil, nil
 }

@@ -297,10 +297,16 @@ func (b *Broker) revokeAllOffline(ctx context.Context, c Caller, in leases.Incid
 		p, _ := b.provs.Get(name)
 		wg.Go(func() {
 			r := ProviderResult{Provider: name, Method: "revoke-all"}
-			if err := p.RevokeAll(ctx); err != nil {
-				ls := b.cache.leasesOf(name)
-				pending, _ := b.revokeLeases(ctx, ls, reason, true)
-				r.Method, r.Error, r.Revoked, r.Pending = "per-lease", err.Error(), len(ls)-pending, pending
+			ls := b.cache.leasesOf(name)
+			covered, err := p.RevokeAll(ctx, ls)
+			done, rest := splitCovered(ls, covered)
+			r.Revoked = len(done)
+			if err != nil {
+				r.Method, r.Error = "per-lease", err.Error()
+			}
+			if len(rest) > 0 {
+				pending, _ := b.revokeLeases(ctx, rest, reason, true)
+				r.Method, r.Revoked, r.Pending = "per-lease", r.Revoked+len(rest)-pending, pending
 			}
 			r.RevokedIn = b.now().Sub(start)
 			mu.Lock()

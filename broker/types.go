@@ -65,10 +65,16 @@ type Status struct {
 // ProviderResult is one provider's part of a revoke-all.
 type ProviderResult struct {
 	Provider string `json:"provider"`
-	// Method is "revoke-all" (one backend call) or "per-lease" (fallback).
+	// Method is "revoke-all" (one backend call), "per-lease" (fallback) or
+	// "revoke-all+per-lease" (the call covered some leases, the rest went
+	// one by one).
 	Method  string `json:"method"`
 	Revoked int    `json:"revoked"`
 	Pending int    `json:"pending"`
+	// LeftToHosts counts leases of other brokers of a fleet that this
+	// broker's provider-wide call did not reach; each broker revokes its
+	// own within incidentGrace.
+	LeftToHosts int `json:"left_to_hosts,omitempty"`
 	Error   string `json:"error,omitempty"`
 	// RevokedIn is the time from the start of revoke --all until this
 	// provider's server rejected everything it had issued.

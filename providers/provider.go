@@ -59,9 +59,15 @@ type IssuedSecret struct {
 //     updated lease and the files to rewrite, if any. A lease that cannot be
 //     extended returns ErrNotRenewable.
 //   - Revoke MUST be idempotent: revoking a revoked or expired lease succeeds.
-//   - RevokeAll makes every credential this provider issued through the
-//     broker invalid in as few backend calls as the backend allows; after it
-//     returns nil the broker drops all of this provider's leases.
+//   - RevokeAll is given every lease of this provider that the store holds
+//     (every host's, the broker's own included). It makes as many of them
+//     invalid as its backend calls can, in as few calls as the backend
+//     allows, and returns the ids of the leases those calls covered, also
+//     with an error. The broker forgets only the covered leases: the others
+//     are revoked lease by lease (this host's) or left to the host that
+//     issued them (another broker of a fleet, whose provider config may
+//     differ). It MUST NOT report a lease as covered that its calls cannot
+//     have reached (for example a key minted through another account).
 //   - FindOrphans returns leases the backend holds for sessionID that are
 //     not in known (used by the reconciler after a crash).
 type Provider interface {
@@ -69,8 +75,34 @@ type Provider interface {
 	Mint(ctx context.Context, s Session, role configs.Role) (Grant, error)
 	Renew(ctx context.Context, s Session, l leases.Lease, files FileReader) (Grant, error)
 	Revoke(ctx context.Context, l leases.Lease) error
-	RevokeAll(ctx context.Context) error
+	RevokeAll(ctx context.Context, ls []leases.Lease) (covered []string, err error)
 	FindOrphans(ctx context.Context, sessionID string, known []leases.Lease) ([]leases.Lease, error)
+}
+
+// Journal is the broker's write-ahead record, for credentials a provider
+// issues to the broker itself rather than to a session (Vault's epoch
+// token). Such a credential follows the rules of every other one: an
+// intent before the call that creates it, a lease after. The broker
+// implements it over its lease store and audit log, so providers never
+// touch the store: a failure comes back wrapped in the broker's store
+// error, not as a provider error.
+type Journal interface {
+	// Intend records that a credential is about to be created.
+	Intend(ctx context.Context, in leases.Intent) error
+	// Record stores the created credential's leases and settles the
+	// intent in one step.
+	Record(ctx context.Context, intentID string, ls []leases.Lease) error
+	// Abandon settles an intent whose credential was not created.
+	Abandon(ctx context.Context, intentID string) error
+}
+
+// IDs returns the ids of ls, for RevokeAll's covered list.
+func IDs(ls []leases.Lease) []string {
+	ids := make([]string, len(ls))
+	for i, l := range ls {
+		ids[i] = l.ID
+	}
+	return ids
 }
 
 // RenewPolicy is implemented by providers whose leases should be renewed

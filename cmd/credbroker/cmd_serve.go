@@ -8,7 +8,6 @@ import (
 
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/configs"
-	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers"
 	"github.com/credbroker/credbroker/providers/all"
 )
@@ -61,8 +60,8 @@ func runServe(ctx context.Context, g *globalOpts, o *serveOpts) error {
 		AllowDisk: o.allowDisk,
 		Hooks:     failpoints(),
 		Now:       testClock(),
-		BuildProviders: func(ctx context.Context, cfg *configs.Config, st leases.Store, log *slog.Logger) (*providers.Registry, error) {
-			return all.Build(ctx, cfg, st, log)
+		BuildProviders: func(ctx context.Context, cfg *configs.Config, j providers.Journal, log *slog.Logger) (*providers.Registry, error) {
+			return all.Build(ctx, cfg, j, log)
 		},
 	})
 }

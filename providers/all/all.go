@@ -7,7 +7,6 @@ import (
 	"log/slog"
 
 	"github.com/credbroker/credbroker/configs"
-	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers"
 	"github.com/credbroker/credbroker/providers/awssts"
 	"github.com/credbroker/credbroker/providers/kube"
@@ -18,11 +17,11 @@ import (
 // server is unreachable is still registered (minting fails with a clear
 // error then, and pending revocations are retried); Check problems are
 // logged as warnings.
-func Build(ctx context.Context, cfg *configs.Config, ledger leases.Store, log *slog.Logger) (*providers.Registry, error) {
+func Build(ctx context.Context, cfg *configs.Config, journal providers.Journal, log *slog.Logger) (*providers.Registry, error) {
 	reg := providers.NewRegistry()
 	if cfg.Providers.Vault != nil {
 		// Epochs are recorded as this host's (fleet mode; none for one broker).
-		p, err := vault.New(ctx, *cfg.Providers.Vault, ledger, log, vault.WithHostID(cfg.Broker.HostID))
+		p, err := vault.New(ctx, *cfg.Providers.Vault, journal, log, vault.WithHostID(cfg.Broker.HostID))
 		if err != nil {
 			return nil, err
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers"
 )
 
@@ -60,9 +61,17 @@ type revoker interface {
 	// revokeSession denies credentials of sessionID for role roleARN ("" means
 	// every configured role) that expire at or before until.
 	revokeSession(ctx context.Context, sessionID, roleARN string, until time.Time) error
-	revokeAll(ctx context.Context) error
+	// revokeAll makes every credential it can reach invalid and returns
+	// the ids of the leases of ls that its calls covered.
+	revokeAll(ctx context.Context, ls []leases.Lease) ([]string, error)
 	// assumeOptions adds what the revoker needs to AssumeRole.
 	assumeOptions(sessionID string) []func(*sts.Options)
+	// leaseData is what a lease must carry for revokeAll to tell whether
+	// it covers it (MinIO: the parent user of the session's token).
+	leaseData(ctx context.Context) map[string]string
+	// mintableFrom is when minting may resume after revokeAll: credentials
+	// issued before then would be denied at once (zero: at any time).
+	mintableFrom() time.Time
 }
 
 // Provider mints AWS credentials.

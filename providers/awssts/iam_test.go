@@ -23,6 +23,7 @@ import (
 	"github.com/credbroker/credbroker/providers"
 	"github.com/credbroker/credbroker/providers/awssts"
 	"github.com/credbroker/credbroker/providers/awssts/iamtest"
+	"github.com/credbroker/credbroker/providers/providertest"
 )
 
 const (
@@ -106,22 +107,56 @@ func TestIAMRevokeSessionDeniesSourceIdentity(t *testing.T) {
 	}
 }
 
+// TestIAMRevokeAllDeniesTokensIssuedBefore: the cut-off lies RevokeAllSkew
+// past the end of the call, so keys issued in the same second (the policy
+// holds whole seconds) or by an AWS clock ahead of the broker's are denied
+// too; each live session also gets its own SourceIdentity deny; and the
+// provider mints nothing that the cut-off would deny.
 func TestIAMRevokeAllDeniesTokensIssuedBefore(t *testing.T) {
 	p, srv := newIAMProvider(t, iamRoles)
-	before := time.Now().UTC().Add(-time.Second)
-	if err := p.RevokeAll(context.Background()); err != nil {
+	exp := time.Now().Add(40 * time.Minute)
+	live := []leases.Lease{
+		{ID: "aws/sts/s-live1", SessionID: "s-live1", Provider: "aws", Kind: awssts.KindSTS, ExpiresAt: exp,
+			Data: map[string]string{"role": "agent-readonly", "role_arn": iamRoles["agent-readonly"].AWS.RoleARN}},
+		{ID: "aws/sts/s-live2", SessionID: "s-live2", Provider: "aws", Kind: awssts.KindSTS, ExpiresAt: exp,
+			Data: map[string]string{"role": "agent-dev", "role_arn": iamRoles["agent-dev"].AWS.RoleARN}},
+		// Minted by another broker for a role this config does not assume.
+		{ID: "aws/sts/s-other", SessionID: "s-other", Provider: "aws", Kind: awssts.KindSTS, ExpiresAt: exp,
+			Data: map[string]string{"role": "x", "role_arn": "arn:aws:iam::123456789012:role/elsewhere"}},
+	}
+	covered, err := p.RevokeAll(context.Background(), live)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, role := range []string{"agent-readonly", "agent-dev"} { // agent-dev has a path: team/agent-dev
+	issuedLast := time.Now() // any key STS issued during the call was issued before this
+	if len(covered) != 2 || covered[0] != "aws/sts/s-live1" || covered[1] != "aws/sts/s-live2" {
+		t.Errorf("covered = %v; want the two leases of the roles this broker assumes, not s-other", covered)
+	}
+	for role, sid := range map[string]string{"agent-readonly": "s-live1", "agent-dev": "s-live2"} { // agent-dev has a path: team/agent-dev
 		d := policyOf(t, srv, role)
-		if len(d.Statement) != 1 || d.Statement[0].Sid != "CredbrokerRevokeIssuedBefore" {
-			t.Fatalf("%s policy = %+v; want the issued-before statement", role, d)
+		var cut string
+		var denied []any
+		for _, st := range d.Statement {
+			if st.Sid == "CredbrokerRevokeIssuedBefore" {
+				cut, _ = st.Condition["DateLessThan"]["aws:TokenIssueTime"].(string)
+			}
+			if ids, ok := st.Condition["StringEquals"]["aws:SourceIdentity"].([]any); ok {
+				denied = append(denied, ids...)
+			}
 		}
-		v, _ := d.Statement[0].Condition["DateLessThan"]["aws:TokenIssueTime"].(string)
-		cut, err := time.Parse(time.RFC3339, v)
-		if err != nil || cut.Before(before.Truncate(time.Second)) || cut.After(time.Now().Add(time.Second)) {
-			t.Errorf("%s: TokenIssueTime cut-off %q, want about now", role, v)
+		c, err := time.Parse(time.RFC3339, cut)
+		if err != nil || !c.After(issuedLast.Add(awssts.RevokeAllSkew)) || c.After(issuedLast.Add(awssts.RevokeAllSkew+3*time.Second)) {
+			t.Errorf("%s: TokenIssueTime cut-off %q; want after the end of the call plus %s, rounded up", role, cut, awssts.RevokeAllSkew)
 		}
+		if len(denied) != 1 || denied[0] != sid {
+			t.Errorf("%s: per-session denies %v; want [%s] (the live session of this role)", role, denied, sid)
+		}
+	}
+	// STS is unreachable in this test (127.0.0.1:1): the refusal must come
+	// before any call, and say when minting resumes.
+	_, err = p.Mint(context.Background(), providertest.NewSession("agent-readonly", time.Hour), iamRoles["agent-readonly"])
+	if err == nil || !strings.Contains(err.Error(), "retry in") || strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("mint after revoke all: %v; want a refusal naming when to retry, before any STS call", err)
 	}
 }
 
@@ -198,7 +233,7 @@ func TestIAMStandInRejectsBadSignature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = p.RevokeAll(context.Background())
+	_, err = p.RevokeAll(context.Background(), nil)
 	if err == nil || !strings.Contains(err.Error(), "SignatureDoesNotMatch") {
 		t.Fatalf("revoke all with a wrong key: %v; want SignatureDoesNotMatch", err)
 	}

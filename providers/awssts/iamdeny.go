@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -16,6 +17,7 @@ import (
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers"
 )
 
@@ -42,7 +44,20 @@ type iamRevoker struct {
 	roles []string // every role ARN the config assumes
 	now   func() time.Time
 	log   *slog.Logger
+
+	cutoff atomic.Int64 // the last revoke --all's TokenIssueTime cut-off (Unix seconds); read by Mint without p.mu
 }
+
+// RevokeAllSkew is added to the broker's clock for revoke --all's
+// aws:TokenIssueTime cut-off. STS stamps TokenIssueTime with AWS's clock,
+// and the cut-off is written in whole seconds: without a margin, keys
+// issued in the same second as the incident, or while AWS's clock runs
+// ahead of the broker's, stay valid. Five minutes is the clock skew SigV4
+// itself tolerates, so a broker further off than that cannot call AWS at
+// all. Until the cut-off has passed the provider mints nothing (AWS would
+// deny it at once); the incident lock refuses new sessions anyway, so this
+// only shows when the incident is cleared within five minutes.
+const RevokeAllSkew = 5 * time.Minute
 
 type policyDoc struct {
 	Version   string      `json:"Version"`
@@ -80,17 +95,56 @@ func (r *iamRevoker) revokeSession(ctx context.Context, sessionID, roleARN strin
 	return nil
 }
 
-func (r *iamRevoker) revokeAll(ctx context.Context) error {
-	cut := r.now().UTC()
-	var errs []error
+// revokeAll writes, on every role the config assumes, a TokenIssueTime
+// cut-off RevokeAllSkew ahead of now (rounded up to the second), plus a
+// SourceIdentity deny for each session of ls on that role whose
+// credentials have not expired: those hold even if the cut-off is later
+// moved or pruned. It covers the leases of the roles it updated.
+func (r *iamRevoker) revokeAll(ctx context.Context, ls []leases.Lease) ([]string, error) {
+	now := r.now()
+	cut := now.Add(RevokeAllSkew).UTC().Truncate(time.Second).Add(time.Second)
+	r.cutoff.Store(cut.Unix())
+	byRole := map[string][]leases.Lease{}
+	for _, l := range ls {
+		if arn := l.Data["role_arn"]; arn != "" {
+			byRole[arn] = append(byRole[arn], l)
+		}
+	}
+	var (
+		errs    []error
+		covered []string
+	)
 	for _, arn := range r.roles {
-		err := r.update(ctx, arn, func(d *policyDoc) { setIssuedBefore(d, cut) })
+		live := byRole[arn]
+		err := r.update(ctx, arn, func(d *policyDoc) {
+			setIssuedBefore(d, cut)
+			for _, l := range live {
+				until := l.ExpiresAt
+				if until.IsZero() {
+					until = now.Add(12 * time.Hour)
+				}
+				if until.After(now) {
+					addSession(d, l.SessionID, until)
+				}
+			}
+		})
 		var n *providers.Notice
 		if err != nil && !errors.As(err, &n) {
 			errs = append(errs, err)
+			continue
 		}
+		covered = append(covered, providers.IDs(live)...)
 	}
-	return errors.Join(errs...)
+	return covered, errors.Join(errs...)
+}
+
+func (r *iamRevoker) leaseData(context.Context) map[string]string { return nil }
+
+func (r *iamRevoker) mintableFrom() time.Time {
+	if c := r.cutoff.Load(); c != 0 {
+		return time.Unix(c, 0)
+	}
+	return time.Time{}
 }
 
 // update reads the role's revocation policy, applies change, prunes what

@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/credbroker/credbroker/leases"
 )
 
 // minioRevoker uses MinIO's own STS token revocation: every AssumeRole
@@ -45,9 +47,50 @@ func (m *minioRevoker) revokeSession(ctx context.Context, sessionID, _ string, _
 	return m.revoke(ctx, url.Values{"tokenRevokeType": {sessionID}})
 }
 
-func (m *minioRevoker) revokeAll(ctx context.Context) error {
-	return m.revoke(ctx, url.Values{"fullRevoke": {"true"}})
+// dataParent is the lease data key naming the parent user of a session's
+// MinIO token: the user whose tokens revoke-tokens revokes.
+const dataParent = "parent"
+
+// revokeAll revokes every token whose parent is the broker's identity. A
+// lease is covered when it was minted under that parent; a lease minted by
+// another broker with its own access key (a fleet whose configs differ) is
+// not, and is left to that broker.
+func (m *minioRevoker) revokeAll(ctx context.Context, ls []leases.Lease) ([]string, error) {
+	if err := m.revoke(ctx, url.Values{"fullRevoke": {"true"}}); err != nil {
+		return nil, err
+	}
+	parent := m.parent(ctx)
+	var covered []string
+	for _, l := range ls {
+		if parent != "" && l.Data[dataParent] == parent {
+			covered = append(covered, l.ID)
+		}
+	}
+	return covered, nil
 }
+
+func (m *minioRevoker) leaseData(ctx context.Context) map[string]string {
+	if p := m.parent(ctx); p != "" {
+		return map[string]string{dataParent: p}
+	}
+	return nil
+}
+
+// parent is the user whose tokens the broker's revoke-tokens calls reach:
+// the configured user, else the broker's own access key id (an
+// identifier, not a secret).
+func (m *minioRevoker) parent(ctx context.Context) string {
+	if m.user != "" {
+		return m.user
+	}
+	c, err := m.creds.Retrieve(ctx)
+	if err != nil {
+		return ""
+	}
+	return c.AccessKeyID
+}
+
+func (m *minioRevoker) mintableFrom() time.Time { return time.Time{} }
 
 // revoke calls POST /minio/admin/v3/revoke-tokens/builtin as the broker
 // itself (no user parameter): MinIO then revokes STS tokens whose parent is

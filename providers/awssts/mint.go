@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -25,6 +26,9 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 	if role.AWS == nil {
 		return providers.Grant{}, fmt.Errorf("aws: role %s has no aws block", role.Name)
 	}
+	if err := p.checkMintable(); err != nil {
+		return providers.Grant{}, err
+	}
 	creds, err := p.assume(ctx, s, role)
 	if err != nil {
 		return providers.Grant{}, err
@@ -42,6 +46,7 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 		State:      leases.LeaseActive,
 		Data:       map[string]string{"role": role.Name, "role_arn": role.AWS.RoleARN},
 	}
+	maps.Copy(l.Data, p.rev.leaseData(ctx))
 	return providers.Grant{Leases: []leases.Lease{l}, Files: p.files(creds), Env: p.env(), Secrets: issued(creds)}, nil
 }
 
@@ -58,11 +63,19 @@ func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Leas
 	if !ok || role.AWS == nil {
 		return providers.Grant{}, fmt.Errorf("aws: renew %s: role %q is no longer configured", l.ID, l.Data["role"])
 	}
+	if err := p.checkMintable(); err != nil {
+		return providers.Grant{}, err
+	}
 	creds, err := p.assume(ctx, s, role)
 	if err != nil {
 		return providers.Grant{}, err
 	}
 	nl := l
+	nl.Data = maps.Clone(l.Data)
+	if nl.Data == nil {
+		nl.Data = map[string]string{}
+	}
+	maps.Copy(nl.Data, p.rev.leaseData(ctx))
 	nl.ExternalID = aws.ToString(creds.AccessKeyId)
 	nl.IssuedAt = p.now()
 	nl.ExpiresAt = aws.ToTime(creds.Expiration)

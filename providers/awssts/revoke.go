@@ -25,12 +25,27 @@ func (p *Provider) Revoke(ctx context.Context, l leases.Lease) error {
 }
 
 // RevokeAll makes every credential the broker issued invalid: one call per
-// assumed role (IAM) or one call in all (MinIO).
-func (p *Provider) RevokeAll(ctx context.Context) error {
+// assumed role (IAM) or one call in all (MinIO). It covers the leases its
+// calls reached: IAM, those of the roles this broker's config assumes;
+// MinIO, those whose token has this broker's identity as its parent.
+func (p *Provider) RevokeAll(ctx context.Context, ls []leases.Lease) ([]string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := p.rev.revokeAll(ctx); err != nil {
-		return fmt.Errorf("aws: revoke all: %w", err)
+	covered, err := p.rev.revokeAll(ctx, ls)
+	if err != nil {
+		return covered, fmt.Errorf("aws: revoke all: %w", err)
+	}
+	return covered, nil
+}
+
+// checkMintable refuses to mint while a revoke --all cut-off is still in
+// the future: AWS would deny the new credentials at once.
+func (p *Provider) checkMintable() error {
+	from := p.rev.mintableFrom()
+	if now := p.now(); now.Before(from) {
+		return fmt.Errorf("aws: revoke --all denied every credential AWS issues before %s (now plus a %s margin for clock skew); "+
+			"new AWS credentials would be denied at once, so none are minted until then: retry in %s",
+			from.UTC().Format(time.RFC3339), RevokeAllSkew, from.Sub(now).Round(time.Second))
 	}
 	return nil
 }

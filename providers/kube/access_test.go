@@ -108,7 +108,7 @@ func TestClusterRoleBindings(t *testing.T) {
 		{"list", "pods", "", "default", true},
 		{"list", "secrets", "", "default", false},
 	})
-	if err := e.prov.RevokeAll(ctx); err != nil {
+	if _, err := e.prov.RevokeAll(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	if left := e.objectsLeft(ctx, t, sWide.ID); len(left) != 0 {

@@ -66,7 +66,7 @@ func TestBrokerWithDocumentedRBAC(t *testing.T) {
 	if _, err := p.Mint(ctx, providertest.NewSession("x", 10*time.Minute), podReaderRole(e.ns)); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.RevokeAll(ctx); err != nil {
+	if _, err := p.RevokeAll(ctx, nil); err != nil {
 		t.Fatalf("revoke all as the minimal broker: %v", err)
 	}
 

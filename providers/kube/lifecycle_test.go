@@ -237,7 +237,7 @@ func TestInlineRulesRoleInSync(t *testing.T) {
 	if got := owned(); len(got) != 0 {
 		t.Errorf("broker-owned roles after the role was removed = %v", got)
 	}
-	if err := p.RevokeAll(ctx); err != nil {
+	if _, err := p.RevokeAll(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -64,7 +64,7 @@ func TestRevocationWindow(t *testing.T) {
 	_, g1 := mint()
 	_, g2 := mint()
 	firstUse = use(g1)
-	if err := e.prov.RevokeAll(ctx); err != nil {
+	if _, err := e.prov.RevokeAll(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	d1, err := e.waitRejected(ctx, t, g1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,8 +73,10 @@ func (p *Provider) deleteObjects(ctx context.Context, c *created) error {
 // RevokeAll deletes every broker-labelled ServiceAccount, Secret and
 // RoleBinding with one DeleteCollection each per managed namespace (and the
 // ClusterRoleBindings, when a role uses them). It goes on after a failure
-// and reports all of them.
-func (p *Provider) RevokeAll(ctx context.Context) error {
+// and reports all of them. It covers the leases in the namespaces this
+// broker manages; a lease in another namespace (another broker's config)
+// is left to per-lease revocation.
+func (p *Provider) RevokeAll(ctx context.Context, ls []leases.Lease) ([]string, error) {
 	opts := metav1.ListOptions{LabelSelector: sessionSelector}
 	var errs []error
 	fail := func(what, ns string, err error) {
@@ -91,10 +94,16 @@ func (p *Provider) RevokeAll(ctx context.Context) error {
 		fail("clusterrolebinding", "the cluster", p.client.RbacV1().ClusterRoleBindings().DeleteCollection(ctx, del, opts))
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("kube: revoke all: %w", errors.Join(errs...))
+		return nil, fmt.Errorf("kube: revoke all: %w", errors.Join(errs...))
 	}
 	p.log.Warn("deleted every broker service account, secret and binding", "namespaces", p.namespaces)
-	return nil
+	var covered []string
+	for _, l := range ls {
+		if c, err := createdOf(l); err == nil && slices.Contains(p.namespaces, c.ns) {
+			covered = append(covered, l.ID)
+		}
+	}
+	return covered, nil
 }
 
 // FindOrphans lists the objects labelled with sessionID in every managed

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,8 +153,17 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		h := newHarness(t)
 		_, g1 := mint(t, h, 10*time.Minute)
 		_, g2 := mint(t, h, 10*time.Minute)
-		if err := h.Provider.RevokeAll(ctx); err != nil {
+		ls := append(slices.Clone(g1.Leases), g2.Leases...)
+		covered, err := h.Provider.RevokeAll(ctx, ls)
+		if err != nil {
 			t.Fatalf("revoke all: %v", err)
+		}
+		// Leases minted by this provider's own config are reached by its
+		// provider-wide call: the broker forgets exactly the covered ones.
+		for _, l := range ls {
+			if !slices.Contains(covered, l.ID) {
+				t.Errorf("lease %s, minted by this provider, not reported covered by revoke all (covered %v)", l.ID, covered)
+			}
 		}
 		for i, g := range []providers.Grant{g1, g2} {
 			if err := h.Rejected(ctx, g); err != nil {

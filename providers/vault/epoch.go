@@ -56,8 +56,8 @@ func (p *Provider) newEpoch(ctx context.Context) (*epoch, error) {
 		Provider:  Name,
 		CreatedAt: p.now(),
 	}
-	if err := p.ledger.PutIntent(ctx, intent); err != nil {
-		return nil, fmt.Errorf("vault: record epoch intent: %w", err)
+	if err := p.journal.Intend(ctx, intent); err != nil {
+		return nil, fmt.Errorf("vault: record the intent to create an epoch token (nothing created): %w", err)
 	}
 	ttl := p.cfg.EpochTTL.D()
 	sec, err := p.client.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{
@@ -69,7 +69,7 @@ func (p *Provider) newEpoch(ctx context.Context) (*epoch, error) {
 		// Vault answered with an error: nothing was created, so the intent
 		// would only cost the reconciler a scan. (A timeout keeps it.)
 		if isStatus(err, 400, 403, 404) {
-			_ = p.ledger.DeleteIntent(ctx, intent.ID)
+			_ = p.journal.Abandon(ctx, intent.ID)
 		}
 		return nil, fmt.Errorf("create epoch token: %w", describe(err))
 	}
@@ -92,13 +92,13 @@ func (p *Provider) newEpoch(ctx context.Context) (*epoch, error) {
 		ExpiresAt:  e.expiresAt,
 		State:      leases.LeaseActive,
 	}
-	if err := p.ledger.RecordLeases(ctx, intent.ID, []leases.Lease{l}); err != nil {
+	if err := p.journal.Record(ctx, intent.ID, []leases.Lease{l}); err != nil {
 		// Not recorded: do not use it, and try to revoke it now; the intent
 		// stays so the reconciler retries if this revoke fails too.
 		if rerr := p.revokeAccessor(ctx, e.accessor); rerr != nil {
 			p.log.Error("revoke unrecorded epoch token", "accessor", e.accessor, "err", rerr)
 		}
-		return nil, fmt.Errorf("vault: record epoch lease: %w", err)
+		return nil, fmt.Errorf("vault: record the epoch token (revoked at once): %w", err)
 	}
 	p.log.Info("new epoch token", "accessor", e.accessor, "expires", e.expiresAt)
 	return e, nil

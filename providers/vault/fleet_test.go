@@ -37,7 +37,7 @@ func TestEpochsPerHost(t *testing.T) {
 	ro := configs.Role{Name: "agent-readonly", Vault: &configs.VaultRole{Policies: []string{"agent-readonly"}}}
 	tokens := map[string]string{}
 	for _, host := range []string{"a", "b"} {
-		p, err := vault.New(ctx, cfg, st, log, vault.WithHostID(host))
+		p, err := vault.New(ctx, cfg, storeJournal{st}, log, vault.WithHostID(host))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,11 +63,17 @@ func TestEpochsPerHost(t *testing.T) {
 			t.Errorf("orphans of %s: %v, %v; want none", host, orphans, err)
 		}
 	}
-	a, err := vault.New(ctx, cfg, st, log, vault.WithHostID("a"))
+	a, err := vault.New(ctx, cfg, storeJournal{st}, log, vault.WithHostID("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.RevokeAll(ctx); err != nil {
+	// The broker hands RevokeAll every lease of the provider in the store,
+	// both hosts' epochs included.
+	all, err := st.ListLeases(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.RevokeAll(ctx, all); err != nil {
 		t.Fatal(err)
 	}
 	for host, tok := range tokens {

@@ -87,17 +87,19 @@ func (p *Provider) revokeAccessor(ctx context.Context, accessor string) error {
 	return nil
 }
 
-// RevokeAll revokes every epoch token the store knows (normally one or two
-// per broker), those of every broker sharing the store included: Vault then
-// revokes every session token below them and every lease those created. The
-// next Mint starts a new epoch. Running it twice, or on two brokers at once,
-// is harmless: a revoked epoch counts as revoked.
-func (p *Provider) RevokeAll(ctx context.Context) error {
+// RevokeAll revokes every epoch token in ls (normally one or two per
+// broker, those of every broker sharing the store included) and the one in
+// memory: Vault then revokes every session token below them and every
+// lease those created. The next Mint starts a new epoch. Running it twice,
+// or on two brokers at once, is harmless: a revoked epoch counts as
+// revoked. Every session token is a child of an epoch, so when every epoch
+// went, every lease in ls is covered; when one failed, only the epochs
+// that went are (which sessions hang below which epoch is not recorded).
+func (p *Provider) RevokeAll(ctx context.Context, ls []leases.Lease) ([]string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	// The epoch in memory is revoked even when the store cannot be read:
-	// revocation does not wait for the database.
-	ls, listErr := p.ledger.FindLeases(ctx, leases.LeaseFilter{BrokerOnly: true})
+	// The epoch in memory is revoked even when the store could not be
+	// read (ls empty): revocation does not wait for the database.
 	accessors := map[string]bool{}
 	for _, l := range ls {
 		if l.Provider == Name && l.Kind == KindEpoch {
@@ -107,6 +109,7 @@ func (p *Provider) RevokeAll(ctx context.Context) error {
 	if p.epoch != nil {
 		accessors[p.epoch.accessor] = true
 	}
+	failed := map[string]bool{}
 	// Each epoch is its own tree (one per broker host and rotation):
 	// Vault revokes them in parallel.
 	var (
@@ -120,6 +123,7 @@ func (p *Provider) RevokeAll(ctx context.Context) error {
 			if err := p.revokeAccessor(ctx, acc); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
+				failed[acc] = true
 				mu.Unlock()
 			}
 			return nil
@@ -127,13 +131,16 @@ func (p *Provider) RevokeAll(ctx context.Context) error {
 	}
 	_ = g.Wait()
 	if len(errs) > 0 {
-		return fmt.Errorf("vault: revoke all: %d of %d epochs failed: %w", len(errs), len(accessors), errs[0])
+		var covered []string
+		for _, l := range ls {
+			if l.Kind == KindEpoch && !failed[l.ExternalID] {
+				covered = append(covered, l.ID)
+			}
+		}
+		return covered, fmt.Errorf("vault: revoke all: %d of %d epochs failed: %w", len(errs), len(accessors), errs[0])
 	}
 	p.epoch = nil
-	if listErr != nil {
-		return fmt.Errorf("vault: revoke all: revoked this broker's current epoch, but cannot list the others: %w", listErr)
-	}
-	return nil
+	return providers.IDs(ls), nil
 }
 
 // FindOrphans lists Vault's token accessors and returns tokens whose

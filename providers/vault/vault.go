@@ -46,21 +46,11 @@ const (
 	caFile     = "vault/ca.pem"
 )
 
-// Ledger is the narrow part of the lease store the provider needs for its
-// own epoch token: that token is a credential too, so it follows the same
-// rules (intent before mint, lease after mint) as session credentials.
-type Ledger interface {
-	PutIntent(ctx context.Context, in leases.Intent) error
-	DeleteIntent(ctx context.Context, id string) error
-	RecordLeases(ctx context.Context, intentID string, ls []leases.Lease) error
-	FindLeases(ctx context.Context, f leases.LeaseFilter) ([]leases.Lease, error)
-}
-
 // Provider mints Vault tokens and secrets.
 type Provider struct {
 	cfg    configs.VaultProvider
 	client *api.Client // authenticated as the broker
-	ledger Ledger
+	journal providers.Journal // records the epoch tokens
 	log    *slog.Logger
 	now    func() time.Time
 	caPEM  []byte
@@ -94,7 +84,7 @@ var _ providers.Provider = (*Provider)(nil)
 // New builds the provider and logs the broker in. It does not fail when
 // Vault is unreachable at start (minting fails with a clear error then, and
 // revocations are retried), but it does fail on configuration errors.
-func New(ctx context.Context, cfg configs.VaultProvider, ledger Ledger, log *slog.Logger, opts ...Option) (*Provider, error) {
+func New(ctx context.Context, cfg configs.VaultProvider, journal providers.Journal, log *slog.Logger, opts ...Option) (*Provider, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -124,7 +114,7 @@ func New(ctx context.Context, cfg configs.VaultProvider, ledger Ledger, log *slo
 	if cfg.Namespace != "" {
 		c.SetNamespace(cfg.Namespace)
 	}
-	p := &Provider{cfg: cfg, client: c, ledger: ledger, log: log.With("provider", Name), now: time.Now, caPEM: caPEM,
+	p := &Provider{cfg: cfg, client: c, journal: journal, log: log.With("provider", Name), now: time.Now, caPEM: caPEM,
 		self: leases.BrokerSessionID}
 	for _, o := range opts {
 		o(p)

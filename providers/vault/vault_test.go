@@ -47,7 +47,7 @@ func newProvider(t *testing.T, srv *vaulttest.Server) (*vault.Provider, leases.S
 		Auth:      configs.VaultAuth{TokenEnv: "CREDBROKER_TEST_VAULT_TOKEN"},
 		TokenRole: vaulttest.TokenRole,
 		EpochTTL:  configs.Duration(2 * time.Hour),
-	}, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}, storeJournal{st}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,4 +250,20 @@ func TestRenewExtendsUpToSessionEnd(t *testing.T) {
 	if _, err := p.Renew(ctx, s, certLease, providertest.Files(g.Files)); !errors.Is(err, providers.ErrNotRenewable) {
 		t.Errorf("renew PKI lease: got %v, want ErrNotRenewable", err)
 	}
+}
+
+// storeJournal is the providers.Journal of these tests: the store itself,
+// without the broker's audit (the daemon uses broker.NewJournal).
+type storeJournal struct{ st leases.Store }
+
+func (j storeJournal) Intend(ctx context.Context, in leases.Intent) error {
+	return j.st.PutIntent(ctx, in)
+}
+
+func (j storeJournal) Record(ctx context.Context, intentID string, ls []leases.Lease) error {
+	return j.st.RecordLeases(ctx, intentID, ls)
+}
+
+func (j storeJournal) Abandon(ctx context.Context, intentID string) error {
+	return j.st.DeleteIntent(ctx, intentID)
 }
