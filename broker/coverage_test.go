@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -108,5 +109,28 @@ func TestRevokeAllDropsOnlyCoveredLeases(t *testing.T) {
 	}
 	if !slices.Equal(ids, []string{"partial/x/missed-there"}) {
 		t.Errorf("leases left in the store = %v; want only the other broker's unreached one", ids)
+	}
+}
+
+// TestEpochTokenIsAudited: the Vault provider's own epoch token goes
+// through the broker's journal, so the audit log names it like any other
+// credential (it was recorded in the store only).
+func TestEpochTokenIsAudited(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if _, err := h.b.StartSession(ctx, h.caller, broker.StartRequest{Role: "agent-readonly"}); err != nil {
+		t.Fatal(err)
+	}
+	epochs, err := h.st.FindLeases(ctx, leases.LeaseFilter{BrokerOnly: true})
+	if err != nil || len(epochs) != 1 {
+		t.Fatalf("epoch leases: %v %v; want one", epochs, err)
+	}
+	audit, err := os.ReadFile(h.audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"lease":"` + epochs[0].ID + `"`
+	if !strings.Contains(string(audit), want) || !strings.Contains(string(audit), "the broker's own epoch") {
+		t.Fatalf("the epoch token %s is not in the audit log:\n%s", epochs[0].ID, audit)
 	}
 }
