@@ -74,8 +74,8 @@ type ProviderResult struct {
 	// LeftToHosts counts leases of other brokers of a fleet that this
 	// broker's provider-wide call did not reach; each broker revokes its
 	// own within incidentGrace.
-	LeftToHosts int `json:"left_to_hosts,omitempty"`
-	Error   string `json:"error,omitempty"`
+	LeftToHosts int    `json:"left_to_hosts,omitempty"`
+	Error       string `json:"error,omitempty"`
 	// RevokedIn is the time from the start of revoke --all until this
 	// provider's server rejected everything it had issued.
 	RevokedIn time.Duration `json:"revoked_in_ns"`

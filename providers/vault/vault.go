@@ -48,12 +48,12 @@ const (
 
 // Provider mints Vault tokens and secrets.
 type Provider struct {
-	cfg    configs.VaultProvider
-	client *api.Client // authenticated as the broker
+	cfg     configs.VaultProvider
+	client  *api.Client       // authenticated as the broker
 	journal providers.Journal // records the epoch tokens
-	log    *slog.Logger
-	now    func() time.Time
-	caPEM  []byte
+	log     *slog.Logger
+	now     func() time.Time
+	caPEM   []byte
 	// self is the broker's pseudo-session its epochs are recorded under
 	// (leases.BrokerSession of its host).
 	self string
