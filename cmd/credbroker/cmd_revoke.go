@@ -105,6 +105,9 @@ func runRevokeAll(ctx context.Context, g *globalOpts, o *revokeOpts) error {
 		if p.Pending > 0 {
 			line += fmt.Sprintf(", PENDING %d", p.Pending)
 		}
+		if p.LeftToHosts > 0 {
+			line += fmt.Sprintf(", NOT REACHED %d (other brokers revoke their own)", p.LeftToHosts)
+		}
 		if p.Error != "" {
 			line += " (" + oneLine(p.Error) + ")"
 		}
