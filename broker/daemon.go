@@ -13,6 +13,7 @@ import (
 	"github.com/credbroker/credbroker/agentenv"
 	"github.com/credbroker/credbroker/broker/guard"
 	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers"
 )
 
@@ -22,6 +23,9 @@ type DaemonOptions struct {
 	Logger *slog.Logger
 	// AllowDisk lets session dirs live on a disk filesystem. Tests only.
 	AllowDisk bool
+	// OpenStore opens the lease store (leases/storeopen.Open): only the
+	// daemon binary links the store drivers.
+	OpenStore func(ctx context.Context, c configs.Store) (leases.Store, error)
 	// BuildProviders constructs the registry (providers/all.Build).
 	BuildProviders func(ctx context.Context, cfg *configs.Config, j providers.Journal, log *slog.Logger) (*providers.Registry, error)
 	// Hooks are test failpoints.
@@ -49,7 +53,7 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		return err
 	}
 	cfg.Broker.HostID = host // the providers record their own credentials under it
-	st, err := openStore(ctx, cfg.Store)
+	st, err := o.OpenStore(ctx, cfg.Store)
 	if err != nil {
 		return err
 	}

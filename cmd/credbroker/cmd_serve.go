@@ -1,15 +1,7 @@
 package main
 
 import (
-	"context"
-	"log/slog"
-
 	"github.com/spf13/cobra"
-
-	"github.com/credbroker/credbroker/broker"
-	"github.com/credbroker/credbroker/configs"
-	"github.com/credbroker/credbroker/providers"
-	"github.com/credbroker/credbroker/providers/all"
 )
 
 type serveOpts struct {
@@ -25,7 +17,12 @@ func newServeCmd(g *globalOpts) *cobra.Command {
 caller's uid with SO_PEERCRED against broker.allowed_uids, mints and revokes
 credentials, writes session dirs on tmpfs, and runs the refresher, reaper and
 reconciler. SIGINT/SIGTERM stop it gracefully: live sessions stay recorded and
-are carried on by the next start.`,
+are carried on by the next start.
+
+Only the daemon links the provider SDKs (Vault, AWS, Kubernetes) and the
+store drivers: 'credbroker serve' runs credbroker-daemon from the directory
+of the credbroker binary (make build and the packages install both), or
+the file $CREDBROKER_DAEMON names. The daemon takes the same flags.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServe(cmd.Context(), g, o)
@@ -35,33 +32,3 @@ are carried on by the next start.`,
 	return cmd
 }
 
-func runServe(ctx context.Context, g *globalOpts, o *serveOpts) error {
-	log, err := g.logger()
-	if err != nil {
-		return err
-	}
-	path, err := configs.Find(g.config)
-	if err != nil {
-		return err
-	}
-	cfg, err := configs.Load(path)
-	if err != nil {
-		return err
-	}
-	if g.socket != "" {
-		cfg.Broker.Socket = g.socket
-	}
-	if o.allowDisk {
-		log.Warn("--allow-disk is set: session dirs may be written to disk; never use this outside tests")
-	}
-	return broker.Serve(ctx, broker.DaemonOptions{
-		Config:    cfg,
-		Logger:    log,
-		AllowDisk: o.allowDisk,
-		Hooks:     failpoints(),
-		Now:       testClock(),
-		BuildProviders: func(ctx context.Context, cfg *configs.Config, j providers.Journal, log *slog.Logger) (*providers.Registry, error) {
-			return all.Build(ctx, cfg, j, log)
-		},
-	})
-}

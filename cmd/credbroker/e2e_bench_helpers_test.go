@@ -26,15 +26,24 @@ var (
 	releaseErr  error
 )
 
-// releaseBin builds credbroker like `make build` once per test binary.
+// releaseBin builds credbroker and credbroker-daemon like `make build`,
+// once per test binary, in a dir of their own (serve runs the daemon
+// beside the binary), and returns the path of credbroker.
 func releaseBin(tb testing.TB) string {
 	tb.Helper()
 	releaseOnce.Do(func() {
-		releasePath = filepath.Join(filepath.Dir(cbBin), "credbroker-release")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=bench", "-o", releasePath, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			releaseErr = fmt.Errorf("build credbroker: %v\n%s", err, out)
+		dir := filepath.Join(filepath.Dir(cbBin), "release")
+		if releaseErr = os.MkdirAll(dir, 0o755); releaseErr != nil {
+			return
+		}
+		releasePath = filepath.Join(dir, "credbroker")
+		for bin, tags := range map[string]string{releasePath: "", filepath.Join(dir, "credbroker-daemon"): "daemon"} {
+			cmd := exec.Command("go", "build", "-trimpath", "-tags", tags, "-ldflags", "-s -w -X main.version=bench", "-o", bin, ".")
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				releaseErr = fmt.Errorf("build %s: %v\n%s", bin, err, out)
+				return
+			}
 		}
 	})
 	if releaseErr != nil {

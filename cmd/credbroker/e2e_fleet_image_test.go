@@ -53,13 +53,13 @@ CMD ["serve"]
 
 func buildFleetImage() (string, error) {
 	const busybox = "/bin/busybox"
-	for _, bin := range []string{cbBin, busybox} {
+	for _, bin := range []string{cbBin, cbDaemon, busybox} {
 		if err := fleetCheckStatic(bin); err != nil {
 			return "", fmt.Errorf("%w (install Debian's busybox-static with scripts/install-deps.sh; credbroker is built with CGO_ENABLED=0)", err)
 		}
 	}
 	h := sha256.New()
-	for _, f := range []string{cbBin, busybox} {
+	for _, f := range []string{cbBin, cbDaemon, busybox} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return "", err
@@ -85,7 +85,7 @@ func buildFleetImage() (string, error) {
 	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
 		return "", err
 	}
-	for src, dst := range map[string]string{cbBin: "bin/credbroker", busybox: "bin/busybox"} {
+	for src, dst := range map[string]string{cbBin: "bin/credbroker", cbDaemon: "bin/credbroker-daemon", busybox: "bin/busybox"} {
 		if err := fleetCopyFile(src, filepath.Join(root, dst)); err != nil {
 			return "", err
 		}

@@ -26,8 +26,9 @@ import (
 )
 
 // cbBin is the credbroker binary under test, built once by TestMain with
-// -tags failpoints.
-var cbBin string
+// -tags failpoints; cbDaemon, beside it, is credbroker-daemon built with
+// -tags failpoints,daemon, which `credbroker serve` runs.
+var cbBin, cbDaemon string
 
 // e2eParallel is how many end-to-end tests run at once unless -parallel is
 // given. Each runs a Vault dev server and a daemon that mostly wait (the
@@ -54,13 +55,15 @@ func TestMain(m *testing.M) {
 	// tests can mount it into a FROM scratch image; its dir is 0755 so a
 	// bubblewrap sandbox running as nobody can reach it.
 	_ = os.Chmod(dir, 0o755)
-	cbBin = filepath.Join(dir, "credbroker")
-	build := exec.Command("go", "build", "-tags", "failpoints", "-o", cbBin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build credbroker: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
+	cbBin, cbDaemon = filepath.Join(dir, "credbroker"), filepath.Join(dir, "credbroker-daemon")
+	for bin, tags := range map[string]string{cbBin: "failpoints", cbDaemon: "failpoints,daemon"} {
+		build := exec.Command("go", "build", "-tags", tags, "-o", bin, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", bin, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
 	}
 	code := kubetest.Main(m) // runs the tests, then stops the shared kube-apiserver
 	os.RemoveAll(dir)

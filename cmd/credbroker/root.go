@@ -52,6 +52,9 @@ type globalOpts struct {
 	out      io.Writer
 	errOut   io.Writer
 	in       io.Reader
+	// args are the command line as given, for serve to hand to the daemon
+	// binary unchanged.
+	args []string
 }
 
 // exitCoder is an error that carries its own exit status (a child's).
@@ -67,7 +70,7 @@ func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format
 func run(args []string, in io.Reader, out, errOut io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	g := &globalOpts{out: out, errOut: errOut, in: in}
+	g := &globalOpts{out: out, errOut: errOut, in: in, args: args}
 	root := newRootCmd(g)
 	root.SetArgs(args)
 	root.SetIn(in)

@@ -1,4 +1,4 @@
-package broker
+package storeopen
 
 import (
 	"os"
@@ -14,13 +14,13 @@ import (
 )
 
 func TestOpenStoreSQLiteByDefault(t *testing.T) {
-	st, err := openStore(t.Context(), configs.Store{Driver: "sqlite", Path: filepath.Join(t.TempDir(), "leases.db")})
+	st, err := Open(t.Context(), configs.Store{Driver: "sqlite", Path: filepath.Join(t.TempDir(), "leases.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	if _, ok := st.(*sqlite.Store); !ok {
-		t.Errorf("openStore(sqlite) = %T", st)
+		t.Errorf("Open(sqlite) = %T", st)
 	}
 }
 
@@ -37,13 +37,13 @@ func TestOpenStorePostgres(t *testing.T) {
 		"dsn_file": {Driver: "postgres", DSNFile: file},
 	} {
 		t.Run(name, func(t *testing.T) {
-			st, err := openStore(t.Context(), c)
+			st, err := Open(t.Context(), c)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer st.Close()
 			if _, ok := st.(*postgres.Store); !ok {
-				t.Fatalf("openStore(postgres) = %T", st)
+				t.Fatalf("Open(postgres) = %T", st)
 			}
 			if err := st.CreateSession(t.Context(), leases.Session{ID: name, State: leases.SessionActive}); err != nil {
 				t.Fatal(err)
@@ -52,9 +52,9 @@ func TestOpenStorePostgres(t *testing.T) {
 	}
 
 	t.Setenv("TEST_STORE_DSN", db.DSNWithPassword("Wr0ngS3cret"))
-	_, err := openStore(t.Context(), configs.Store{Driver: "postgres", DSNEnv: "TEST_STORE_DSN"})
+	_, err := Open(t.Context(), configs.Store{Driver: "postgres", DSNEnv: "TEST_STORE_DSN"})
 	if err == nil || strings.Contains(err.Error(), "Wr0ngS3cret") || !strings.Contains(err.Error(), "open lease store") {
-		t.Errorf("openStore with a wrong password: error = %v; want one without the password", err)
+		t.Errorf("Open with a wrong password: error = %v; want one without the password", err)
 	}
 }
 

@@ -1,4 +1,7 @@
-package broker
+// Package storeopen opens the lease store a config selects. Only the daemon
+// links it (SQLite and PostgreSQL drivers are large): the broker package
+// takes an opener in its DaemonOptions.
+package storeopen
 
 import (
 	"context"
@@ -14,9 +17,9 @@ import (
 	"github.com/credbroker/credbroker/leases/sqlite"
 )
 
-// openStore opens the lease store the config selects: the SQLite file by
+// Open opens the lease store the config selects: the SQLite file by
 // default, or the PostgreSQL database a fleet of brokers shares.
-func openStore(ctx context.Context, c configs.Store) (leases.Store, error) {
+func Open(ctx context.Context, c configs.Store) (leases.Store, error) {
 	switch c.Driver {
 	case "postgres":
 		dsn, err := readDSN(c)
