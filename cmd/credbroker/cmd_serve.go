@@ -31,4 +31,3 @@ the file $CREDBROKER_DAEMON names. The daemon takes the same flags.`,
 	cmd.Flags().BoolVar(&o.allowDisk, "allow-disk", false, "TESTS ONLY: allow session dirs on a disk filesystem (secrets would touch disk)")
 	return cmd
 }
-
