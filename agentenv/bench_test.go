@@ -2,6 +2,7 @@ package agentenv
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/credbroker/credbroker/internal/secret"
@@ -43,5 +44,45 @@ func BenchmarkUpdate(b *testing.B) {
 		if err := w.Update("s-bench", -1, files, env); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkRemove100: one op removes 100 session dirs, by 1 worker and by
+// 4 (as revoke --all's wipe does). Mutations of different sessions take
+// different locks, so the 4 workers really overlap (the ratio of the two
+// is the parallel speed-up on this machine's cores).
+func BenchmarkRemove100(b *testing.B) {
+	for _, workers := range []int{1, 4} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			w, _ := newWriter(b)
+			files, env := testFiles(), testEnv()
+			m := testMeta("")
+			round := 0
+			for b.Loop() {
+				b.StopTimer()
+				ids := make(chan string, 100)
+				for i := range 100 {
+					m.ID = fmt.Sprintf("s-r%dx%d", round, i)
+					if _, err := w.Create(m, files, env); err != nil {
+						b.Fatal(err)
+					}
+					ids <- m.ID
+				}
+				close(ids)
+				round++
+				b.StartTimer()
+				var wg sync.WaitGroup
+				for range workers {
+					wg.Go(func() {
+						for id := range ids {
+							if err := w.Remove(id); err != nil {
+								b.Error(err)
+							}
+						}
+					})
+				}
+				wg.Wait()
+			}
+		})
 	}
 }

@@ -17,8 +17,7 @@ func (w *Writer) Remove(sessionID string) error {
 	if err := ValidID(sessionID); err != nil {
 		return err
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	defer w.lock(sessionID)()
 	rootfd, err := unix.Open(w.Root, dirFlags, 0)
 	if errors.Is(err, unix.ENOENT) {
 		return nil

@@ -30,8 +30,7 @@ func (w *Writer) Update(sessionID string, uid int, files map[string]secret.Value
 	if err := checkEnv(revealEnv(env)); err != nil {
 		return err
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	defer w.lock(sessionID)()
 	sessfd, meta, err := w.openSession(sessionID)
 	if err != nil {
 		return err
@@ -60,8 +59,7 @@ func (w *Writer) MarkRevoked(sessionID string) error {
 	if err := ValidID(sessionID); err != nil {
 		return err
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	defer w.lock(sessionID)()
 	sessfd, _, err := w.openSession(sessionID)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package agentenv
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"maps"
 	"os"
@@ -20,7 +21,9 @@ import (
 var ErrExists = errors.New("session dir already exists")
 
 // Writer creates, refreshes and removes session dirs under Root. Its
-// methods are safe for concurrent use; mutations are serialised.
+// methods are safe for concurrent use. Mutations of one session are
+// serialised; those of different sessions run in parallel (revoke --all
+// wipes many dirs at once), except CleanTemp, which runs alone.
 type Writer struct {
 	// Root holds one dir per session, e.g. <runtime_dir>/sessions.
 	Root string
@@ -30,7 +33,19 @@ type Writer struct {
 	// Logger receives non-secret events; nil discards them.
 	Logger *slog.Logger
 
-	mu sync.Mutex
+	mu      sync.RWMutex   // CleanTemp holds it for writing, every other mutation for reading
+	stripes [64]sync.Mutex // one session's mutations, by a hash of its id
+}
+
+// lock serialises the mutations of session id (and keeps CleanTemp out);
+// the returned func unlocks.
+func (w *Writer) lock(id string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	m := &w.stripes[h.Sum32()%uint32(len(w.stripes))]
+	w.mu.RLock()
+	m.Lock()
+	return func() { m.Unlock(); w.mu.RUnlock() }
 }
 
 func (w *Writer) log() *slog.Logger {
@@ -109,8 +124,7 @@ func (w *Writer) Create(s Meta, files map[string]secret.Value, env map[string]se
 	}
 	envb := RenderEnv(sessionEnv(s, env))
 
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	defer w.lock(s.ID)()
 	rootfd, err := w.openRoot(true)
 	if err != nil {
 		return "", err
