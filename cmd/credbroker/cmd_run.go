@@ -89,7 +89,7 @@ func runRun(ctx context.Context, g *globalOpts, o *agentRunOpts) (err error) {
 	if err != nil {
 		return err
 	}
-	spec, err := o.spec(o.engine, o.uid, o.argv)
+	spec, err := o.spec(g.errOut, o.engine, o.uid, o.argv)
 	if err != nil {
 		return err
 	}
