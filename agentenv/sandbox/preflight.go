@@ -73,7 +73,16 @@ func checkBinds(s Spec) error {
 	if _, err := os.Lstat(s.SessionDir); err == nil {
 		return CheckReachable(s.SessionDir, s.UID, s.GID)
 	}
-	return CheckSearchable(filepath.Dir(s.SessionDir), s.UID, s.GID)
+	// The daemon creates missing dirs on the way 0711 (sessions/ before
+	// its first session): the nearest existing one decides.
+	d := filepath.Dir(s.SessionDir)
+	for d != filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil {
+			break
+		}
+		d = filepath.Dir(d)
+	}
+	return CheckSearchable(d, s.UID, s.GID)
 }
 
 func firstLine(out []byte, err error) string {
