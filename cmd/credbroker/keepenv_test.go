@@ -64,3 +64,29 @@ func TestKeepNames(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepEnvUsage: a --keep-env entry that is no name or NAME_PREFIX*, or
+// --keep-env without a command to give it to, is a usage error, found
+// before the daemon is asked for anything (the socket here does not exist).
+func TestKeepEnvUsage(t *testing.T) {
+	sock := "--socket=" + t.TempDir() + "/none.sock"
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"exec star", []string{"exec", "--keep-env", "*", "--", "true"}, `--keep-env "*"`},
+		{"exec odd name", []string{"exec", "--keep-env", "npm_config_//r/:_authToken", "--", "true"}, "want a variable name"},
+		{"session start without command", []string{"session", "start", "--role", "r", "--keep-env", "A"}, "applies to the command after --"},
+		{"session start glob", []string{"session", "start", "--role", "r", "--keep-env", "*_TOKEN", "--", "true"}, `--keep-env "*_TOKEN"`},
+		{"run star", []string{"run", "--role", "r", "--sandbox", "bwrap", "--keep-env", "*", "--", "true"}, `--keep-env "*"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run(append([]string{sock}, tt.args...), strings.NewReader(""), &out, &errOut)
+			if code != exitUsage || !strings.Contains(errOut.String(), tt.want) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", code, errOut.String(), exitUsage, tt.want)
+			}
+		})
+	}
+}
