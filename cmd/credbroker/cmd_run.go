@@ -34,7 +34,12 @@ at /workspace) and the session dir (read-only, at /run/credbroker), and run
 /credbroker. The sandbox runs as the session's non-root uid, without
 capabilities, with no-new-privileges, a read-only root, a tmpfs /tmp (also
 $HOME) and no network unless --network says otherwise. No host variable
-reaches it but those named with --keep-env.
+reaches it but those named with --keep-env (NAME, or PREFIX* expanded here);
+one whose value is a URL with credentials is left out with a warning.
+
+Everything that can be checked before the session starts is: the flags, the
+engine, the image, the binary, and for bwrap that the session's uid can
+reach the daemon's session dirs. A failed check mints nothing.
 
 The session ends, revoking every credential, when the sandbox exits for any
 reason: the command exits, the container or process is killed, or this
