@@ -96,39 +96,74 @@ func readSmall(dir, name string) ([]byte, error) {
 	return b, nil
 }
 
-// BuildEnv returns base (in os.Environ form) without the variables strip
-// matches (see DefaultStrip; nil means DefaultStrip, an empty non-nil slice
-// strips nothing) and without any variable the session sets, followed by
-// the session's variables sorted by name and CREDBROKER_SESSION_DIR. A
-// session value starting with SessionDirRef has it replaced by loaded.Dir.
-// A strip entry "!NAME" (or "!GLOB") exempts the names it matches, so
-// append(DefaultStrip, "!ANTHROPIC_API_KEY") passes that one through.
-// Session variables are never stripped.
-func BuildEnv(base []string, loaded *Loaded, strip []string) []string {
-	if strip == nil {
-		strip = DefaultStrip
+// Unpassable says why a host variable, although allowed, must not reach
+// the agent: its name is not a plain variable name, or its value holds a
+// URL with credentials. "" means it may pass. The reason never holds the
+// value.
+func Unpassable(name, value string) string {
+	switch {
+	case !envNameRE.MatchString(name):
+		return "it is not a plain variable name"
+	case URLCredentials(value):
+		return "its value holds a URL with credentials (scheme://user:password@); a credential the agent needs comes from the broker, not from the host"
 	}
-	m := newMatcher(strip)
-	sess := map[string]string{}
+	return ""
+}
+
+// EnvOptions say what BuildEnv adds to the base set.
+type EnvOptions struct {
+	// Keep names host variables passed besides BaseEnv: exact names, or a
+	// prefix ending in "*" (see CheckKeep; callers validate).
+	Keep []string
+	// Extra are variables the wrapper itself sets (the egress gateway's
+	// proxy variables): they override the host's and the session's.
+	Extra map[string]string
+}
+
+// Refused is a host variable BuildEnv kept out although it was allowed,
+// with the reason (never the value), for the caller to warn about.
+type Refused struct {
+	Name, Reason string
+}
+
+// BuildEnv returns the agent's environment: the host variables of base (in
+// os.Environ form) that BaseEnv or o.Keep allow, then the session's
+// variables and CREDBROKER_SESSION_DIR, then o.Extra, each name once, the
+// later ones overriding the earlier, sorted by name. Whatever is not named
+// does not pass. An allowed host variable is still refused (and listed in
+// the second result) when its name is not a plain variable name or its
+// value holds a URL with credentials (URLCredentials); there is no
+// override: a credential the agent needs comes from the broker, not from
+// the host. A session value starting with SessionDirRef has it replaced by
+// loaded.Dir; session and extra values are not checked.
+func BuildEnv(base []string, loaded *Loaded, o EnvOptions) ([]string, []Refused) {
+	allow := newAllowList(BaseEnv, o.Keep)
+	vars := map[string]string{}
+	var refused []Refused
+	for _, kv := range base {
+		name, v, ok := strings.Cut(kv, "=")
+		if !ok || !allow.match(name) {
+			continue
+		}
+		if why := Unpassable(name, v); why != "" {
+			refused = append(refused, Refused{name, why})
+			continue
+		}
+		vars[name] = v
+	}
 	if loaded != nil {
 		for k, v := range loaded.Env {
 			if rest, ok := strings.CutPrefix(v, SessionDirRef); ok {
 				v = loaded.Dir + rest
 			}
-			sess[k] = v
+			vars[k] = v
 		}
-		sess[EnvSessionDir] = loaded.Dir
+		vars[EnvSessionDir] = loaded.Dir
 	}
-	out := make([]string, 0, len(base)+len(sess))
-	for _, kv := range base {
-		name, _, _ := strings.Cut(kv, "=")
-		if _, set := sess[name]; set || m.match(name) {
-			continue
-		}
-		out = append(out, kv)
+	maps.Copy(vars, o.Extra)
+	out := make([]string, 0, len(vars))
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
+		out = append(out, k+"="+vars[k])
 	}
-	for _, k := range slices.Sorted(maps.Keys(sess)) {
-		out = append(out, k+"="+sess[k])
-	}
-	return out
+	return out, refused
 }

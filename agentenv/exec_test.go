@@ -108,23 +108,28 @@ func TestLoadSessionRelativeDir(t *testing.T) {
 	}
 }
 
+// hostEnv is a developer's environment: what an agent may have, and what
+// it must not (credentials, sockets, config redirects, odd names).
+var hostEnv = []string{
+	"PATH=/usr/bin", "HOME=/home/u", "USER=u", "LOGNAME=u", "SHELL=/bin/bash", "PWD=/home/u/src", "TMPDIR=/tmp",
+	"TERM=xterm-256color", "COLORTERM=truecolor", "NO_COLOR=1", "LANG=C.UTF-8", "LC_ALL=C.UTF-8", "LC_TIME=de_DE.UTF-8", "TZ=UTC",
+	"OLDPWD=/", "TOKENIZERS_PARALLELISM=false", "HTTPS_PROXY=http://proxy:3128",
+	"AWS_ACCESS_KEY_ID=AKIAHOST", "AWS_SECRET_ACCESS_KEY=host", "AWS_PROFILE=admin", "AWS_REGION=eu-west-1",
+	"VAULT_TOKEN=hvs.host", "VAULT_ADDR=https://vault.corp", "KUBECONFIG=/home/u/.kube/config",
+	"GITHUB_TOKEN=ghp_x", "ANTHROPIC_API_KEY=sk-ant-x", "OPENAI_API_KEY=sk-x",
+	// Missed by the old deny-list (issue 12, item 9).
+	"DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/1000/bus", "XDG_RUNTIME_DIR=/run/user/1000",
+	"SSH_AUTH_SOCK=/run/user/1000/ssh.sock", "SSH_AGENT_PID=42", "GNOME_KEYRING_CONTROL=/run/user/1000/keyring",
+	"GIT_CONFIG_PARAMETERS='http.extraheader'='Authorization: basic eDp5'",
+	"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: bearer x",
+	"VSCODE_IPC_HOOK_CLI=/run/user/1000/vscode-ipc.sock", "NVIM=/run/user/1000/nvim.0", "NVIM_LISTEN_ADDRESS=/tmp/nvim",
+	"KITTY_LISTEN_ON=unix:/tmp/kitty", "TMUX=/tmp/tmux-1000/default,1,0", "DISPLAY=:0", "WAYLAND_DISPLAY=wayland-0",
+	"npm_config_//registry.npmjs.org/:_authToken=npm_x", "npm_config_registry=https://registry.npmjs.org/",
+	"FOO_SECRET=x", "DEPLOY_SIGNING_SEED=x", "DATABASE_URL=postgres://app:pw@db/app",
+	"MALFORMED",
+}
+
 func TestBuildEnv(t *testing.T) {
-	host := []string{
-		"PATH=/usr/bin", "HOME=/home/u", "PWD=/home/u/src", "OLDPWD=/", "LANG=C.UTF-8",
-		"TOKENIZERS_PARALLELISM=false", "HTTPS_PROXY=http://proxy:3128",
-		"AWS_ACCESS_KEY_ID=AKIAHOST", "AWS_SECRET_ACCESS_KEY=host", "AWS_SESSION_TOKEN=host",
-		"AWS_PROFILE=admin", "AWS_CONFIG_FILE=/home/u/.aws/config", "AWS_SHARED_CREDENTIALS_FILE=/home/u/.aws/credentials",
-		"AWS_WEB_IDENTITY_TOKEN_FILE=/var/run/token", "AWS_ROLE_ARN=arn:aws:iam::1:role/x",
-		"AWS_CONTAINER_CREDENTIALS_FULL_URI=http://169.254.170.2/creds", "AWS_REGION=eu-west-1", "aws_profile=lower",
-		"VAULT_TOKEN=hvs.host", "VAULT_ADDR=https://vault.corp", "VAULT_NAMESPACE=admin", "VAULT_CACERT=/ca.pem",
-		"KUBECONFIG=/home/u/.kube/config", "GOOGLE_APPLICATION_CREDENTIALS=/home/u/gcp.json",
-		"AZURE_CLIENT_SECRET=x", "AZURE_CLIENT_ID=x", "ARM_CLIENT_SECRET=x",
-		"GITHUB_TOKEN=ghp_x", "GH_TOKEN=ghp_x", "NPM_TOKEN=x", "HF_TOKEN=x", "CI_JOB_TOKEN=x",
-		"DB_PASSWORD=x", "PGPASSWORD=x", "MYSQL_PWD=x", "CLIENT_SECRET=x", "STRIPE_SECRET_KEY=x",
-		"ANTHROPIC_API_KEY=sk-x", "OPENAI_API_KEY=sk-x", "SSH_AUTH_SOCK=/run/ssh.sock", "DOCKER_HOST=unix:///var/run/docker.sock",
-		"NETRC=/home/u/.netrc", "CREDBROKER_SOCKET=/run/credbroker.sock", "CREDBROKER_SESSION_ID=old",
-		"MALFORMED",
-	}
 	l := &Loaded{Dir: "/run/credbroker/session", Env: map[string]string{
 		"AWS_CONFIG_FILE": SessionDirRef + "/aws/config",
 		"AWS_PROFILE":     "credbroker",
@@ -135,34 +140,126 @@ func TestBuildEnv(t *testing.T) {
 		"MIDDLE":          "x" + SessionDirRef,
 		EnvSessionID:      "s-1",
 	}}
-	want := []string{
-		"PATH=/usr/bin", "HOME=/home/u", "PWD=/home/u/src", "OLDPWD=/",
-		"TOKENIZERS_PARALLELISM=false", "HTTPS_PROXY=http://proxy:3128", "MALFORMED",
-		"AWS_CONFIG_FILE=/run/credbroker/session/aws/config",
-		"AWS_PROFILE=credbroker",
-		"CREDBROKER_SESSION_DIR=/run/credbroker/session",
-		"CREDBROKER_SESSION_ID=s-1",
-		"KUBECONFIG=/run/credbroker/session/kube/config",
-		"LANG=en_US.UTF-8",
-		"MIDDLE=x" + SessionDirRef,
-		"VAULT_ADDR=http://127.0.0.1:8200",
-		"VAULT_TOKEN=hvs.session",
+	base := []string{
+		"COLORTERM=truecolor", "HOME=/home/u", "LC_ALL=C.UTF-8", "LC_TIME=de_DE.UTF-8", "LOGNAME=u", "NO_COLOR=1",
+		"PATH=/usr/bin", "PWD=/home/u/src", "SHELL=/bin/bash", "TERM=xterm-256color", "TMPDIR=/tmp", "TZ=UTC", "USER=u",
 	}
-	if got := BuildEnv(host, l, nil); !slices.Equal(got, want) {
-		t.Errorf("BuildEnv:\ngot  %q\nwant %q", got, want)
+	session := []string{
+		"AWS_CONFIG_FILE=/run/credbroker/session/aws/config", "AWS_PROFILE=credbroker",
+		"CREDBROKER_SESSION_DIR=/run/credbroker/session", "CREDBROKER_SESSION_ID=s-1",
+		"KUBECONFIG=/run/credbroker/session/kube/config", "LANG=en_US.UTF-8", "MIDDLE=x" + SessionDirRef,
+		"VAULT_ADDR=http://127.0.0.1:8200", "VAULT_TOKEN=hvs.session",
 	}
+	urlCred := "its value holds a URL with credentials"
+	tests := []struct {
+		name    string
+		host    []string
+		loaded  *Loaded
+		opts    EnvOptions
+		want    []string // sorted
+		refused map[string]string
+	}{
+		{name: "base set and session only", host: hostEnv, loaded: l, want: sortedUnion(base, session)},
+		{name: "keep names and a prefix", host: hostEnv, loaded: l,
+			opts: EnvOptions{Keep: []string{"ANTHROPIC_API_KEY", "HTTPS_PROXY", "npm_config_*", "UNSET"}},
+			want: sortedUnion(base, session, []string{"ANTHROPIC_API_KEY=sk-ant-x", "HTTPS_PROXY=http://proxy:3128", "npm_config_registry=https://registry.npmjs.org/"}),
+			// The prefix matches npm's auth token, whose name is no plain name.
+			refused: map[string]string{"npm_config_//registry.npmjs.org/:_authToken": "not a plain variable name"}},
+		{name: "kept URLs with credentials are refused", loaded: nil,
+			host: []string{"HTTPS_PROXY=http://alice:pw@proxy:3128", "ALL_PROXY=socks5://tok@proxy", "GIT_REMOTE=https://ghp_x@github.com/o/r",
+				"MIRRORS=http://a.example, https://u:p@b.example/x", "SSH_REMOTE=ssh://git@github.com/o/r", "PLAIN=https://example.com/a@b",
+				"PATH=/bin:http://u:p@x/"},
+			opts:    EnvOptions{Keep: []string{"HTTPS_PROXY", "ALL_PROXY", "GIT_REMOTE", "MIRRORS", "SSH_REMOTE", "PLAIN"}},
+			want:    []string{"PLAIN=https://example.com/a@b", "SSH_REMOTE=ssh://git@github.com/o/r"},
+			refused: map[string]string{"HTTPS_PROXY": urlCred, "ALL_PROXY": urlCred, "GIT_REMOTE": urlCred, "MIRRORS": urlCred, "PATH": urlCred}},
+		{name: "session values override kept host ones", host: []string{"VAULT_ADDR=https://vault.corp", "LANG=C"}, loaded: l,
+			opts: EnvOptions{Keep: []string{"VAULT_*"}}, want: session},
+		{name: "extra overrides host and session", host: []string{"HTTPS_PROXY=http://proxy:3128", "PATH=/bin"}, loaded: l,
+			opts: EnvOptions{Keep: []string{"HTTPS_PROXY"}, Extra: map[string]string{"HTTPS_PROXY": "http://127.0.0.1:9", "VAULT_ADDR": "http://127.0.0.1:9"}},
+			want: sortedUnion([]string{"HTTPS_PROXY=http://127.0.0.1:9", "PATH=/bin", "VAULT_ADDR=http://127.0.0.1:9"}, slices.DeleteFunc(slices.Clone(session), func(s string) bool { return strings.HasPrefix(s, "VAULT_ADDR=") }))},
+		{name: "no session", host: []string{"A=1", "PATH=/bin", "AWS_PROFILE=x"}, want: []string{"PATH=/bin"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, refused := BuildEnv(tt.host, tt.loaded, tt.opts)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("BuildEnv:\ngot  %q\nwant %q", got, tt.want)
+			}
+			gotRefused := map[string]string{}
+			for _, r := range refused {
+				gotRefused[r.Name] = r.Reason
+				if strings.Contains(r.Reason, "pw") || strings.Contains(r.Reason, "ghp_") || strings.Contains(r.Reason, "npm_x") {
+					t.Errorf("reason %q holds the value", r.Reason)
+				}
+			}
+			if len(gotRefused) != len(tt.refused) {
+				t.Errorf("refused %q, want %q", gotRefused, tt.refused)
+			}
+			for k, want := range tt.refused {
+				if !strings.Contains(gotRefused[k], want) {
+					t.Errorf("%s refused with %q, want %q", k, gotRefused[k], want)
+				}
+			}
+		})
+	}
+}
 
-	kept := BuildEnv(host, l, append(slices.Clone(DefaultStrip), "!ANTHROPIC_API_KEY"))
-	if !slices.Contains(kept, "ANTHROPIC_API_KEY=sk-x") || slices.Contains(kept, "OPENAI_API_KEY=sk-x") {
-		t.Errorf("a ! entry should exempt exactly its names: %q", kept)
+// TestBuildEnvKeepsOut names, one by one, host variables that must not
+// reach the agent unless kept: the old deny-list let each of the first
+// ones through.
+func TestBuildEnvKeepsOut(t *testing.T) {
+	for _, name := range []string{
+		"DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR", "SSH_AGENT_PID", "GNOME_KEYRING_CONTROL",
+		"GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0",
+		"VSCODE_IPC_HOOK_CLI", "NVIM", "NVIM_LISTEN_ADDRESS", "KITTY_LISTEN_ON", "TMUX", "DISPLAY", "WAYLAND_DISPLAY",
+		"npm_config_//registry.npmjs.org/:_authToken", "npm_config_registry", "DEPLOY_SIGNING_SEED", "DATABASE_URL",
+		"HTTPS_PROXY", "OLDPWD", "TOKENIZERS_PARALLELISM",
+		// And what the deny-list already caught.
+		"FOO_SECRET", "AWS_ACCESS_KEY_ID", "AWS_REGION", "VAULT_TOKEN", "KUBECONFIG", "GITHUB_TOKEN",
+		"ANTHROPIC_API_KEY", "SSH_AUTH_SOCK", "MALFORMED",
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, _ := BuildEnv(hostEnv, nil, EnvOptions{})
+			for _, kv := range got {
+				if k, _, _ := strings.Cut(kv, "="); k == name {
+					t.Errorf("%s reached the agent", kv)
+				}
+			}
+		})
 	}
-	none := BuildEnv([]string{"AWS_PROFILE=admin", "VAULT_ADDR=x"}, l, []string{})
-	if !slices.Contains(none, "AWS_PROFILE=credbroker") || slices.Contains(none, "AWS_PROFILE=admin") || slices.Contains(none, "VAULT_ADDR=x") {
-		t.Errorf("session values must replace host ones even with no strip list: %q", none)
+}
+
+func TestCheckKeep(t *testing.T) {
+	for _, tt := range []struct {
+		entry string
+		ok    bool
+	}{
+		{"ANTHROPIC_API_KEY", true}, {"OTEL_*", true}, {"_X", true}, {"A*", true},
+		{"*", false}, {"", false}, {"*_TOKEN", false}, {"A=B", false}, {"npm_config_//x/:_authToken", false}, {"A**", false}, {"1A", false},
+	} {
+		if err := CheckKeep(tt.entry); (err == nil) != tt.ok {
+			t.Errorf("CheckKeep(%q) = %v, want ok %v", tt.entry, err, tt.ok)
+		}
 	}
-	if got := BuildEnv([]string{"A=1", "AWS_PROFILE=x"}, nil, nil); !slices.Equal(got, []string{"A=1"}) {
-		t.Errorf("nil session: %q", got)
+}
+
+// sortedUnion merges NAME=VALUE lists sorted by name; of equal names the
+// first listed stays.
+func sortedUnion(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
 	}
+	slices.SortStableFunc(out, func(a, b string) int {
+		ka, _, _ := strings.Cut(a, "=")
+		kb, _, _ := strings.Cut(b, "=")
+		return strings.Compare(ka, kb)
+	})
+	return slices.CompactFunc(out, func(a, b string) bool {
+		ka, _, _ := strings.Cut(a, "=")
+		kb, _, _ := strings.Cut(b, "=")
+		return ka == kb
+	})
 }
 
 func TestCheckMemoryFS(t *testing.T) {

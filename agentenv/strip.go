@@ -1,75 +1,98 @@
 package agentenv
 
 import (
-	"path"
+	"fmt"
+	"regexp"
 	"strings"
 )
 
-// DefaultStrip lists the host variables the exec wrapper removes before
-// adding the session's own: anything that could point the agent at the
-// user's long-lived credentials or at a more powerful authority than its
-// session grants. Entries are exact names or path.Match globs, compared
-// with the name upper-cased (so aws_profile is caught too).
+// BaseEnv is the allow-list of host variables the exec wrapper (and
+// `session start -- CMD`) passes to the agent without being asked: what a
+// command-line program needs to find its programs, its home, its user name,
+// draw on the terminal and speak the user's language. Everything else of
+// the host stays out unless named with --keep-env (EnvOptions.Keep). An
+// entry ending in "*" matches every name with that prefix.
 //
-// Decisions:
-//   - Whole families go, as aws-vault does for AWS_*: AWS_*, VAULT_*,
-//     AZURE_*, CREDBROKER_* (the host's broker socket is authority too).
-//     The session env re-adds what the agent should see (AWS_CONFIG_FILE,
-//     AWS_PROFILE, VAULT_ADDR, VAULT_TOKEN, KUBECONFIG...).
-//   - Name patterns catch tokens and passwords of tools not listed:
-//     *TOKEN (GH_TOKEN, NPM_TOKEN, HF_TOKEN, CI_JOB_TOKEN), *_TOKEN_FILE,
-//     *SECRET*, *PASSWORD*, *PASSWD*, *_PWD (MYSQL_PWD; not PWD/OLDPWD),
-//     *API_KEY*, *ACCESS_KEY*, *PRIVATE_KEY*, *CREDENTIAL*. They also remove
-//     the agent's own model API key (ANTHROPIC_API_KEY, OPENAI_API_KEY):
-//     that is deliberate. Put it in the role's env, or exempt it with a
-//     "!NAME" entry (see BuildEnv) when the host copy is really meant for
-//     the sandbox.
-//   - Paths to credential stores and agents: KUBECONFIG,
-//     GOOGLE_APPLICATION_CREDENTIALS, CLOUDSDK_CONFIG, DOCKER_CONFIG,
-//     NETRC, SSH_AUTH_SOCK, GPG_AGENT_INFO, GIT_ASKPASS, SSH_ASKPASS, and
-//     DOCKER_HOST/CONTAINER_HOST (a container engine socket is root on the
-//     host).
-//   - Kept: PATH, HOME, LANG, proxies, TOKENIZERS_PARALLELISM (no _TOKEN
-//     suffix) and the like. A proxy URL with a password in it is not
-//     detected.
-var DefaultStrip = []string{
-	"AWS_*", "VAULT_*", "AZURE_*", "CREDBROKER_*",
-	"ARM_CLIENT_*", "ARM_OIDC_*", "ARM_ACCESS_KEY",
-	"KUBECONFIG",
-	"GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CREDENTIALS", "GOOGLE_OAUTH_ACCESS_TOKEN",
-	"GOOGLE_GHA_CREDS_PATH", "CLOUDSDK_CONFIG", "CLOUDSDK_AUTH_*",
-	"GITHUB_TOKEN", "GH_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN",
-	"DOCKER_CONFIG", "DOCKER_AUTH_CONFIG", "DOCKER_HOST", "CONTAINER_HOST",
-	"NETRC", "SSH_AUTH_SOCK", "GPG_AGENT_INFO", "GIT_ASKPASS", "SSH_ASKPASS",
-	"*TOKEN", "*_TOKEN_FILE", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*_PWD",
-	"*API_KEY*", "*ACCESS_KEY*", "*PRIVATE_KEY*", "*CREDENTIAL*",
+// Decisions (docs/session-dir.md#the-environment):
+//   - No credential, no authority: no *_TOKEN, *_KEY, *_SECRET, no
+//     AWS_*/VAULT_*/KUBECONFIG (the session sets its own), no DOCKER_HOST.
+//   - No socket or IPC address: SSH_AUTH_SOCK, GPG_AGENT_INFO,
+//     DBUS_SESSION_BUS_ADDRESS, XDG_RUNTIME_DIR (the user's sockets live
+//     there), DISPLAY/WAYLAND_DISPLAY, TMUX/STY, editor IPC
+//     (VSCODE_IPC_HOOK_CLI, NVIM, KITTY_LISTEN_ON...): each lets a process
+//     act as the user outside the sandbox.
+//   - No configuration redirect: GIT_CONFIG_*, XDG_CONFIG_HOME, npm_config_*
+//     and the like can carry credentials or point at files that do.
+//   - No proxies: HTTP(S)_PROXY may carry a password and route the agent's
+//     traffic; pass them with --keep-env when wanted (the egress gateway
+//     sets its own).
+var BaseEnv = []string{
+	"PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "TMPDIR",
+	"TERM", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "COLUMNS", "LINES",
+	"LANG", "LANGUAGE", "LC_*", "TZ",
 }
 
-// matcher applies a strip list. An entry starting with "!" exempts the
-// names it matches, whatever other entries say, so a caller can write
-// append(DefaultStrip, "!ANTHROPIC_API_KEY").
-type matcher struct{ strip, keep []string }
+var (
+	// envNameRE is a plain variable name: what a shell can export. Names
+	// with "/", ":", "." or "-" (npm's //registry/:_authToken) never pass.
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	keepRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\*?$`)
+	// urlUserRE finds a URL with userinfo anywhere in a value: a scheme,
+	// "://", then user[:password] up to "@" before any "/", "?", "#" or
+	// space.
+	urlUserRE = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*)://([^/?#@\s]+)@`)
+)
 
-func newMatcher(list []string) matcher {
-	var m matcher
-	for _, e := range list {
-		if k, ok := strings.CutPrefix(e, "!"); ok {
-			m.keep = append(m.keep, strings.ToUpper(k))
-		} else {
-			m.strip = append(m.strip, strings.ToUpper(e))
+// CheckKeep refuses a --keep-env entry that is not a variable name or a
+// name prefix ending in "*" (so "*" alone, which would keep everything, is
+// refused too).
+func CheckKeep(entry string) error {
+	if !keepRE.MatchString(entry) {
+		return fmt.Errorf("--keep-env %q: want a variable name (ANTHROPIC_API_KEY) or a name prefix ending in * (OTEL_*)", entry)
+	}
+	return nil
+}
+
+// URLCredentials reports whether v holds a URL with credentials in it:
+// scheme://user:password@, or scheme://token@ for any scheme but ssh (where
+// user@ names an account, as in ssh://git@host). Only the reason is
+// returned, never the value.
+func URLCredentials(v string) bool {
+	for _, m := range urlUserRE.FindAllStringSubmatch(v, -1) {
+		scheme, user := strings.ToLower(m[1]), m[2]
+		if strings.Contains(user, ":") || (scheme != "ssh" && scheme != "git+ssh" && scheme != "ssh+git") {
+			return true
 		}
 	}
-	return m
+	return false
 }
 
-func (m matcher) match(name string) bool {
-	n := strings.ToUpper(name)
-	return anyMatch(m.strip, n) && !anyMatch(m.keep, n)
+// allowList matches names against exact entries and "PREFIX*" entries.
+type allowList struct {
+	exact    map[string]bool
+	prefixes []string
 }
 
-func anyMatch(patterns []string, name string) bool {
-	for _, p := range patterns {
-		if ok, err := path.Match(p, name); ok || (err != nil && p == name) {
+func newAllowList(lists ...[]string) allowList {
+	a := allowList{exact: map[string]bool{}}
+	for _, l := range lists {
+		for _, e := range l {
+			if p, ok := strings.CutSuffix(e, "*"); ok {
+				a.prefixes = append(a.prefixes, p)
+			} else {
+				a.exact[e] = true
+			}
+		}
+	}
+	return a
+}
+
+func (a allowList) match(name string) bool {
+	if a.exact[name] {
+		return true
+	}
+	for _, p := range a.prefixes {
+		if strings.HasPrefix(name, p) {
 			return true
 		}
 	}

@@ -149,10 +149,6 @@ func (s *Server) authorize(next http.Handler) http.Handler {
 	})
 }
 
-func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
 func (s *Server) startSession(w http.ResponseWriter, r *http.Request) {
 	var req StartRequest
 	if !decode(w, r, &req) {

@@ -31,12 +31,10 @@ type bwrapDriver struct {
 }
 
 func startBwrap(s Spec, plan Plan, o Options) (*exec.Cmd, driver, error) {
-	for _, p := range []string{s.SessionDir, s.Binary, s.Project} {
-		if p != "" {
-			if err := CheckReachable(p, s.UID, s.GID); err != nil {
-				return nil, nil, err
-			}
-		}
+	// Preflight checked the same before the session started; the session
+	// dir now exists, and a mode may have changed since.
+	if err := checkBinds(s); err != nil {
+		return nil, nil, err
 	}
 	r, w, err := os.Pipe()
 	if err != nil {

@@ -18,9 +18,12 @@ var ErrEngine = errors.New("sandbox engine unavailable")
 
 // Preflight checks, before any credential is minted, that s can start:
 // the engine is installed and answers, the image is local, the binary can
-// run in an image without a libc, and bwrap can create user namespaces.
-// The session dir need not exist yet: Preflight runs before the session
-// starts, and does not validate s (Plan does).
+// run in an image without a libc, bwrap can create user namespaces as the
+// sandbox's uid, and that uid can reach every path bwrap binds. The session
+// dir need not exist yet, since Preflight runs before the session starts:
+// give the path it will have (any name in the dir it will be created in)
+// and Preflight checks that the uid can reach that dir; "" skips the
+// check. Preflight does not validate s (Plan does).
 func Preflight(ctx context.Context, s Spec) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -47,16 +50,39 @@ func Preflight(ctx context.Context, s Spec) error {
 			return fmt.Errorf("sandbox: %w: bubblewrap cannot create a sandbox as uid %d here (unprivileged user namespaces disabled?): %s",
 				ErrEngine, s.UID, firstLine(out, err))
 		}
-		for _, p := range []string{s.SessionDir, s.Binary, s.Project} {
-			if p == "" {
-				continue
-			}
-			if err := CheckReachable(p, s.UID, s.GID); err != nil {
-				return err
-			}
-		}
+		return checkBinds(s)
 	}
 	return nil
+}
+
+// checkBinds checks that s.UID can reach every bind source of a bwrap
+// sandbox; the session dir's own dir when the session dir does not exist
+// yet.
+func checkBinds(s Spec) error {
+	for _, p := range []string{s.Binary, s.Project} {
+		if p == "" {
+			continue
+		}
+		if err := CheckReachable(p, s.UID, s.GID); err != nil {
+			return err
+		}
+	}
+	if s.SessionDir == "" {
+		return nil
+	}
+	if _, err := os.Lstat(s.SessionDir); err == nil {
+		return CheckReachable(s.SessionDir, s.UID, s.GID)
+	}
+	// The daemon creates missing dirs on the way 0711 (sessions/ before
+	// its first session): the nearest existing one decides.
+	d := filepath.Dir(s.SessionDir)
+	for d != filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil {
+			break
+		}
+		d = filepath.Dir(d)
+	}
+	return CheckSearchable(d, s.UID, s.GID)
 }
 
 func firstLine(out []byte, err error) string {
@@ -105,8 +131,30 @@ func CheckStatic(path string) error {
 // itself. bwrap opens its bind sources as that uid, so a 0700 dir on the
 // way (the default broker.runtime_dir of a root daemon) stops it.
 func CheckReachable(path string, uid, gid int) error {
+	if err := searchable(filepath.Dir(path), uid, gid); err != nil {
+		return fmt.Errorf("sandbox: %w: uid %d cannot reach %s: %v; every dir above it needs search permission for that uid (for a root daemon: chmod 0711 broker.runtime_dir)", ErrEngine, uid, path, err)
+	}
+	if err := permits(path, uid, gid, 4); err != nil {
+		return fmt.Errorf("sandbox: %w: uid %d cannot read %s: %v", ErrEngine, uid, path, err)
+	}
+	return nil
+}
+
+// CheckSearchable reports whether uid:gid (without supplementary groups)
+// may search dir and every dir above it: what it takes to reach a session
+// dir the daemon has yet to create in dir.
+func CheckSearchable(dir string, uid, gid int) error {
+	if err := searchable(dir, uid, gid); err != nil {
+		return fmt.Errorf("sandbox: %w: uid %d cannot reach %s, where its session dir would be: %v; dir and every dir above it need search permission for that uid (for a root daemon: chmod 0711 broker.runtime_dir)", ErrEngine, uid, dir, err)
+	}
+	return nil
+}
+
+// searchable checks the search bit for uid:gid on dir and its ancestors,
+// from the root down.
+func searchable(dir string, uid, gid int) error {
 	dirs := []string{}
-	for d := filepath.Dir(path); ; d = filepath.Dir(d) {
+	for d := dir; ; d = filepath.Dir(d) {
 		dirs = append(dirs, d)
 		if d == filepath.Dir(d) {
 			break
@@ -114,11 +162,8 @@ func CheckReachable(path string, uid, gid int) error {
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
 		if err := permits(dirs[i], uid, gid, 1); err != nil {
-			return fmt.Errorf("sandbox: %w: uid %d cannot reach %s: %v; every dir above it needs search permission for that uid (for a root daemon: chmod 0711 broker.runtime_dir)", ErrEngine, uid, path, err)
+			return err
 		}
-	}
-	if err := permits(path, uid, gid, 4); err != nil {
-		return fmt.Errorf("sandbox: %w: uid %d cannot read %s: %v", ErrEngine, uid, path, err)
 	}
 	return nil
 }

@@ -79,8 +79,8 @@ type Spec struct {
 	Binary string
 	// Name names the container (docker, podman) or the compose service.
 	Name string
-	// KeepEnv names host variables passed into the sandbox and exempted
-	// from the wrapper's strip list. Their values never appear in Argv.
+	// KeepEnv names host variables passed into the sandbox and on to the
+	// agent (the wrapper's --keep-env). Their values never appear in Argv.
 	KeepEnv []string
 	// TTY allocates a terminal (container engines).
 	TTY bool

@@ -200,3 +200,59 @@ func TestCheckReachable(t *testing.T) {
 		t.Errorf("a 0500 dir of another uid: %v", err)
 	}
 }
+
+// TestCheckBindsBeforeTheSession: before the session exists, the dir its
+// session dir will be created in is checked, so Preflight refuses before
+// anything is minted (issue 12, item 16).
+func TestCheckBindsBeforeTheSession(t *testing.T) {
+	base := t.TempDir()
+	runtime := filepath.Join(base, "runtime")
+	sessions := filepath.Join(runtime, "sessions")
+	if err := os.MkdirAll(sessions, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const other = 54321 // owns nothing here
+	tests := []struct {
+		name     string
+		mode     os.FileMode
+		sessions string // the dir the session dir will be created in
+		want     string
+	}{
+		{"root daemon's default 0700 runtime dir", 0o700, sessions, "is mode 0700"},
+		{"0711 runtime dir", 0o711, sessions, ""},
+		{"no sessions dir yet, 0700 runtime dir", 0o700, filepath.Join(runtime, "later"), "is mode 0700"},
+		{"no sessions dir yet, 0711 runtime dir", 0o711, filepath.Join(runtime, "later"), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := os.Chmod(runtime, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			s := Spec{Engine: Bwrap, UID: other, GID: other, SessionDir: filepath.Join(tt.sessions, "s-notyetstarted00")}
+			err := checkBinds(s)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrEngine) {
+				t.Fatalf("got %v, want ErrEngine", err)
+			}
+			reach := sessions
+			if tt.sessions != sessions {
+				reach = runtime // the nearest dir that exists
+			}
+			for _, w := range []string{tt.want, "uid 54321 cannot reach " + reach, "chmod 0711 broker.runtime_dir"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -28,14 +28,22 @@ func newExecCmd(g *globalOpts) *cobra.Command {
 		Use:   "exec [--dir /run/credbroker] -- CMD ARGS...",
 		Short: "Entrypoint wrapper: run CMD with a mounted session's credentials",
 		Long: `Run inside the sandbox. Reads the mounted session dir, refuses when it is
-missing, writable, expired or revoked, removes every host variable that could
-point at long-lived credentials (AWS_*, VAULT_*, KUBECONFIG, *TOKEN, *SECRET*,
-...), exports the session's variables and replaces itself with CMD (execve),
+missing, writable, expired or revoked, and replaces itself with CMD (execve),
 so signals and the exit status pass straight through. Needs no daemon, no
-config and no network.`,
+config and no network.
+
+CMD's environment is an allow-list: of the host's variables only PATH, HOME,
+USER, LOGNAME, SHELL, PWD, TMPDIR, TERM, COLORTERM, NO_COLOR, FORCE_COLOR,
+CLICOLOR, CLICOLOR_FORCE, COLUMNS, LINES, LANG, LANGUAGE, LC_* and TZ pass,
+plus those named with --keep-env (a name, or a prefix ending in *); then the
+session's variables, which override. A passed variable whose value holds a
+URL with credentials (scheme://user:password@) is dropped with a warning.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 0 || len(args) == 0 {
 				return usagef("give the command after --: credbroker exec -- CMD ARGS")
+			}
+			if err := checkKeep(o.keep); err != nil {
+				return err
 			}
 			return runExec(g, o, args)
 		},
@@ -43,7 +51,7 @@ config and no network.`,
 	f := cmd.Flags()
 	f.StringVar(&o.dir, "dir", envOr("CREDBROKER_SESSION_DIR", "/run/credbroker"), "mounted session dir")
 	f.BoolVar(&o.allowWritable, "allow-writable", false, "accept a writable session dir (on the host, outside a sandbox)")
-	f.StringSliceVar(&o.keep, "keep-env", nil, "host variables to pass through although they match the strip list (e.g. ANTHROPIC_API_KEY)")
+	f.StringSliceVar(&o.keep, "keep-env", nil, "host variables to pass besides the base set: NAME or PREFIX* (e.g. ANTHROPIC_API_KEY,OTEL_*)")
 	return cmd
 }
 
@@ -57,17 +65,34 @@ func runExec(g *globalOpts, o *execOpts, argv []string) error {
 			return fmt.Errorf("%w: %v (mount it read-only, or pass --allow-writable outside a sandbox)", errSessionUnusable, err)
 		}
 	}
-	strip := agentenv.DefaultStrip
-	for _, k := range o.keep {
-		strip = append(strip[:len(strip):len(strip)], "!"+k)
-	}
-	env := agentenv.BuildEnv(os.Environ(), loaded, strip)
+	env := childEnv(g, loaded, o.keep)
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return fmt.Errorf("command %q: %w", argv[0], err)
 	}
 	if err := syscall.Exec(path, argv, env); err != nil {
 		return fmt.Errorf("exec %s: %w", path, err)
+	}
+	return nil
+}
+
+// childEnv is the agent's environment (agentenv.BuildEnv), with a warning
+// on stderr for each allowed host variable it refused (name and reason,
+// never the value).
+func childEnv(g *globalOpts, loaded *agentenv.Loaded, keep []string) []string {
+	env, refused := agentenv.BuildEnv(os.Environ(), loaded, agentenv.EnvOptions{Keep: keep})
+	for _, r := range refused {
+		fmt.Fprintf(g.errOut, "credbroker: warning: not passing %q to the command: %s\n", r.Name, r.Reason)
+	}
+	return env
+}
+
+// checkKeep refuses --keep-env entries that are not names or NAME_PREFIX*.
+func checkKeep(keep []string) error {
+	for _, k := range keep {
+		if err := agentenv.CheckKeep(k); err != nil {
+			return usageError{err}
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -33,7 +34,12 @@ at /workspace) and the session dir (read-only, at /run/credbroker), and run
 /credbroker. The sandbox runs as the session's non-root uid, without
 capabilities, with no-new-privileges, a read-only root, a tmpfs /tmp (also
 $HOME) and no network unless --network says otherwise. No host variable
-reaches it but those named with --keep-env.
+reaches it but those named with --keep-env (NAME, or PREFIX* expanded here);
+one whose value is a URL with credentials is left out with a warning.
+
+Everything that can be checked before the session starts is: the flags, the
+engine, the image, the binary, and for bwrap that the session's uid can
+reach the daemon's session dirs. A failed check mints nothing.
 
 The session ends, revoking every credential, when the sandbox exits for any
 reason: the command exits, the container or process is killed, or this
@@ -89,19 +95,13 @@ func runRun(ctx context.Context, g *globalOpts, o *agentRunOpts) (err error) {
 	if err != nil {
 		return err
 	}
-	spec, err := o.spec(o.engine, o.uid, o.argv)
+	spec, err := o.spec(g.errOut, o.engine, o.uid, o.argv)
 	if err != nil {
 		return err
 	}
 	spec.TTY = sandbox.IsTerminal(g.in, g.out)
-	// Everything but the session dir, which does not exist yet, is checked
-	// before any credential is minted.
-	probe := spec
-	probe.SessionDir, probe.Name = sandbox.SessionMount, "probe"
-	if err := probe.Validate(); err != nil {
-		return usageError{err}
-	}
-	if err := sandbox.Preflight(ctx, spec); err != nil {
+	c := g.client()
+	if err := preflightRun(ctx, c, spec); err != nil {
 		return err
 	}
 	sigs := make(chan os.Signal, 4)
@@ -110,7 +110,6 @@ func runRun(ctx context.Context, g *globalOpts, o *agentRunOpts) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := g.client()
 	uid := o.uid
 	si, err := c.StartSession(context.WithoutCancel(ctx), broker.StartRequest{Role: o.role, TTL: o.ttl, UID: &uid})
 	if err != nil {
@@ -138,6 +137,36 @@ func runRun(ctx context.Context, g *globalOpts, o *agentRunOpts) (err error) {
 		return exitCoder{code}
 	}
 	return nil
+}
+
+// probeID stands for the session id before there is one: a valid id, so
+// the spec validates as it will with the real one.
+const probeID = "s-preflightprobeaa"
+
+// preflightRun runs, before any credential is minted, every check the
+// sandbox would otherwise fail after the session started: the spec (first
+// on its own, then with the session dir it will have under the daemon's
+// sessions dir: a path a container engine's --mount syntax cannot take is
+// refused here), the engine (sandbox.Preflight), and for bwrap that the
+// session's uid can reach the dir its session dir will be created in.
+func preflightRun(ctx context.Context, c *broker.Client, spec sandbox.Spec) error {
+	probe := spec
+	probe.SessionDir, probe.SessionID, probe.Name = sandbox.SessionMount, probeID, "credbroker-"+probeID
+	if err := probe.Validate(); err != nil {
+		return usageError{err}
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return err
+	}
+	probe.SessionDir = "" // a daemon that does not say: checked after the start
+	if info.SessionsDir != "" {
+		probe.SessionDir = filepath.Join(info.SessionsDir, probeID)
+		if err := probe.Validate(); err != nil {
+			return fmt.Errorf("the daemon's session dirs (%s) cannot be mounted: %w (change broker.runtime_dir)", info.SessionsDir, err)
+		}
+	}
+	return sandbox.Preflight(ctx, probe)
 }
 
 // endSession ends a session with a context that outlives ours (we may be

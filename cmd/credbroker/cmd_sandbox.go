@@ -2,10 +2,14 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -31,14 +35,18 @@ func (o *sandboxOpts) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.project, "project", "", "project dir mounted read-write at "+sandbox.ProjectMount+" (default: the current dir)")
 	f.BoolVar(&o.noProject, "no-project", false, "mount no project dir")
 	f.StringVar(&o.network, "network", "none", "network: none, host, or a container network name")
-	f.StringSliceVar(&o.keep, "keep-env", nil, "host variables to pass into the sandbox (and through the wrapper's strip list)")
+	f.StringSliceVar(&o.keep, "keep-env", nil, "host variables to pass into the sandbox and on to the agent: NAME or PREFIX* (expanded from this environment)")
 	f.StringVar(&o.execBinary, "exec-binary", "", "static credbroker binary to mount as the entrypoint (default: this one)")
 }
 
 // spec builds a sandbox spec from the flags; the session fields are the
-// caller's to fill.
-func (o *sandboxOpts) spec(engine string, uid int, argv []string) (sandbox.Spec, error) {
-	s := sandbox.Spec{Engine: sandbox.Engine(engine), Network: o.network, UID: uid, GID: primaryGID(uid), KeepEnv: o.keep, Argv: argv, Rootless: os.Geteuid() != 0}
+// caller's to fill. Warnings about --keep-env variables go to warn.
+func (o *sandboxOpts) spec(warn io.Writer, engine string, uid int, argv []string) (sandbox.Spec, error) {
+	keep, err := keepNames(warn, o.keep, os.Environ())
+	if err != nil {
+		return sandbox.Spec{}, err
+	}
+	s := sandbox.Spec{Engine: sandbox.Engine(engine), Network: o.network, UID: uid, GID: primaryGID(uid), KeepEnv: keep, Argv: argv, Rootless: os.Geteuid() != 0}
 	if s.Engine != sandbox.Bwrap {
 		s.Image = o.image
 	}
@@ -57,7 +65,7 @@ func (o *sandboxOpts) spec(engine string, uid int, argv []string) (sandbox.Spec,
 		}
 		bin = exe
 	}
-	bin, err := filepath.Abs(bin)
+	bin, err = filepath.Abs(bin)
 	if err == nil {
 		bin, err = filepath.EvalSymlinks(bin)
 	}
@@ -66,6 +74,51 @@ func (o *sandboxOpts) spec(engine string, uid int, argv []string) (sandbox.Spec,
 	}
 	s.Binary = bin
 	return s, nil
+}
+
+// keepNames turns --keep-env entries into the host variable names passed
+// into a sandbox: a PREFIX* entry becomes every set name with that prefix
+// (sorted), a plain name stays (unset, it passes nothing). A variable whose
+// value holds a URL with credentials, or whose name is not a plain name, is
+// left out with a warning: once inside the sandbox its value would be
+// readable by the agent (in the environment of the sandbox's init) even if
+// the wrapper refused to pass it on.
+func keepNames(warn io.Writer, entries, environ []string) ([]string, error) {
+	if err := checkKeep(entries); err != nil {
+		return nil, err
+	}
+	host := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			host[k] = v
+		}
+	}
+	var out []string
+	add := func(name string) {
+		if slices.Contains(out, name) {
+			return
+		}
+		if v, ok := host[name]; ok {
+			if why := agentenv.Unpassable(name, v); why != "" {
+				fmt.Fprintf(warn, "credbroker: warning: not passing %q into the sandbox: %s\n", name, why)
+				return
+			}
+		}
+		out = append(out, name)
+	}
+	for _, e := range entries {
+		p, ok := strings.CutSuffix(e, "*")
+		if !ok {
+			add(e)
+			continue
+		}
+		for _, k := range slices.Sorted(maps.Keys(host)) {
+			if strings.HasPrefix(k, p) {
+				add(k)
+			}
+		}
+	}
+	return out, nil
 }
 
 // projectDir resolves the project dir and refuses one that would expose
@@ -197,7 +250,7 @@ func runSandboxArgs(g *globalOpts, o *sandboxArgsOpts, uidSet bool, argv []strin
 			return usagef("session dir %s is owned by root, and a sandbox never runs as root: start the session with --uid UID (a non-root uid) and pass --uid UID here", dir)
 		}
 	}
-	s, err := o.spec(o.engine, uid, argv)
+	s, err := o.spec(g.errOut, o.engine, uid, argv)
 	if err != nil {
 		return err
 	}

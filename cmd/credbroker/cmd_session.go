@@ -32,20 +32,23 @@ type sessionStartOpts struct {
 	ttl    string
 	uid    int
 	output string
+	keep   []string
 	argv   []string
 }
 
 func newSessionStartCmd(g *globalOpts) *cobra.Command {
 	o := &sessionStartOpts{}
 	cmd := &cobra.Command{
-		Use:   "start --role ROLE [--ttl 20m] [--uid UID] [-- CMD ARGS...]",
+		Use:   "start --role ROLE [--ttl 20m] [--uid UID] [--keep-env NAME,...] [-- CMD ARGS...]",
 		Short: "Mint a session's credentials and write its session dir",
 		Long: `Start a session: mint every provider the role names (all or nothing), write
 the session dir on tmpfs, and print its id and dir.
 
-With '-- CMD ARGS', run CMD with the session's environment (host credential
-variables removed) and end the session when CMD exits, whatever the reason;
-SIGINT/SIGTERM/SIGHUP are passed to CMD. The exit status is CMD's.
+With '-- CMD ARGS', run CMD with the session's environment and end the
+session when CMD exits, whatever the reason; SIGINT/SIGTERM/SIGHUP are passed
+to CMD. The exit status is CMD's. As with 'credbroker exec', of the host's
+variables only a base set (PATH, HOME, USER, TERM, LANG, LC_*, ...) and those
+named with --keep-env reach CMD.
 
 A signal that arrives while the session is being started does not abandon
 it: the start is awaited, the session ended and the exit status is 128+signal.`,
@@ -64,6 +67,12 @@ it: the start is awaited, the session ended and the exit status is 128+signal.`,
 			} else if len(args) > 0 {
 				return usagef("unexpected arguments %q; put the command after --", args)
 			}
+			if len(o.keep) > 0 && len(o.argv) == 0 {
+				return usagef("--keep-env applies to the command after --: credbroker session start --role ROLE --keep-env NAME -- CMD")
+			}
+			if err := checkKeep(o.keep); err != nil {
+				return err
+			}
 			if cmd.Flags().Changed("uid") && o.uid < 0 {
 				return usagef("--uid %d: must be a uid >= 0", o.uid)
 			}
@@ -79,6 +88,7 @@ it: the start is awaited, the session ended and the exit status is 128+signal.`,
 	f.StringVar(&o.ttl, "ttl", "", "session lifetime, e.g. 20m (default: the role's ttl; at most its max_ttl)")
 	f.IntVar(&o.uid, "uid", -1, "uid that owns the session dir (default: yours; others need root)")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	f.StringSliceVar(&o.keep, "keep-env", nil, "with -- CMD: host variables CMD gets besides the base set: NAME or PREFIX* (e.g. DOCKER_HOST,XDG_RUNTIME_DIR)")
 	return cmd
 }
 
@@ -103,7 +113,7 @@ func runSessionStart(ctx context.Context, g *globalOpts, o *sessionStartOpts, ui
 		return err
 	}
 	if len(o.argv) > 0 {
-		return runWithSession(ctx, g, c, si, o.argv, sigs)
+		return runWithSession(ctx, g, c, si, o.argv, o.keep, sigs)
 	}
 	select {
 	case s := <-sigs:

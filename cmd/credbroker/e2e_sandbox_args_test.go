@@ -230,7 +230,8 @@ exit 5`
 $COMPOSE -f "$FILE" -p "$NAME" run --rm -T agent`
 	env := append([]string{"HOME=" + s.home, "CB=" + cbBin, "PROJECT=" + s.project, "AGENT=" + agent, "FILE=" + file,
 		"NAME=" + name, "COMPOSE=" + strings.Join(compose, " ")}, hostCreds...)
-	p := s.start(t, "session start -- compose run", env, "session", "start", "--role", "agent-readonly", "--uid", fmt.Sprint(nobody), "--", "sh", "-c", recipe)
+	p := s.start(t, "session start -- compose run", env, "session", "start", "--role", "agent-readonly", "--uid", fmt.Sprint(nobody),
+		"--keep-env", "CB,PROJECT,AGENT,FILE,NAME,COMPOSE", "--", "sh", "-c", recipe)
 	si, tok := s.session(t, p, "ready")
 	if err := os.WriteFile(filepath.Join(s.project, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)

@@ -91,8 +91,9 @@ echo "entries: $(ls -A /run/credbroker | wc -l)"`
 }
 
 // TestSandboxBwrapUnreachable: with a root daemon's default 0700 runtime
-// dir, the session's uid cannot reach its session dir; `run --sandbox
-// bwrap` says how to fix it, and the session it started is ended.
+// dir, the session's uid could not reach its session dir; `run --sandbox
+// bwrap` says how to fix it before anything is minted: no session in the
+// store, no session or lease record in the audit log (issue 12, item 16).
 func TestSandboxBwrapUnreachable(t *testing.T) {
 	t.Parallel()
 	s := newSandbox(t, "bwrap")
@@ -103,13 +104,29 @@ func TestSandboxBwrapUnreachable(t *testing.T) {
 	if code := p.wait(t, time.Minute); code != exitError {
 		t.Fatalf("exit status %d, want %d\nstderr:\n%s", code, exitError, p.stderr)
 	}
-	for _, want := range []string{"uid 65534 cannot reach", "is mode 0700", "chmod 0711 broker.runtime_dir", "ended, credentials revoked"} {
+	// The runtime dir, or sessions/ in it if the daemon made it already.
+	for _, want := range []string{"uid 65534 cannot reach " + s.runtimeDir, "is mode 0700", "chmod 0711 broker.runtime_dir"} {
 		if !strings.Contains(p.stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, p.stderr)
 		}
 	}
-	if r := s.mustCLI(t, "session", "list"); strings.TrimSpace(r.stdout) != "no sessions" {
-		t.Errorf("a session outlived the failed sandbox: %s", r)
+	if strings.Contains(p.stderr.String(), "session s-") {
+		t.Errorf("a session was started:\n%s", p.stderr)
+	}
+	if ss := s.listAll(t); len(ss) != 0 {
+		t.Errorf("the store holds sessions although nothing was to be minted: %+v", ss)
+	}
+	audit, err := os.ReadFile(filepath.Join(s.stateDir, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []string{`"session.`, `"lease.`} {
+		if strings.Contains(string(audit), ev) {
+			t.Errorf("the audit log has %s records although nothing was to be minted:\n%s", ev, audit)
+		}
+	}
+	if n := s.liveSessionTokens(t); n != 0 {
+		t.Errorf("%d session tokens live at Vault", n)
 	}
 	if _, err := os.Stat(filepath.Join(s.project, "ran")); err == nil {
 		t.Errorf("the command ran")

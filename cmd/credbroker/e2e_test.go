@@ -232,12 +232,19 @@ func TestE2ESessionCommand(t *testing.T) {
 		script := `env > "$E2E_OUT/env.tmp" && mv "$E2E_OUT/env.tmp" "$E2E_OUT/env" &&
 while [ ! -e "$E2E_OUT/go" ]; do sleep 0.05; done; exit 7`
 		host := []string{
-			"E2E_OUT=" + out, "E2E_HARMLESS=kept",
+			"E2E_OUT=" + out, "E2E_KEPT=kept", "E2E_UNNAMED=not-named", "LC_E2E=lc-kept",
 			"AWS_ACCESS_KEY_ID=AKIAE2EHOSTACCESSKEY", "AWS_SECRET_ACCESS_KEY=e2e-host-aws-secret",
 			"KUBECONFIG=/e2e/host/kubeconfig", "GITHUB_TOKEN=ghp_e2ehosttoken",
 			"VAULT_TOKEN=hvs.e2e-host-vault-token", "VAULT_ADDR=http://host-vault.invalid:8200",
+			// Missed by the deny-list this allow-list replaced.
+			"DBUS_SESSION_BUS_ADDRESS=unix:path=/e2e/host/bus", "XDG_RUNTIME_DIR=/e2e/host/xdg",
+			"GIT_CONFIG_PARAMETERS='http.extraheader'='Authorization: bearer e2e-host-git-header'",
+			"VSCODE_IPC_HOOK_CLI=/e2e/host/vscode.sock", "E2E_SECRET_SEED=e2e-host-seed",
+			// Named with --keep-env, but a URL with credentials: refused.
+			"E2E_PROXY=http://alice:e2e-host-proxy-pass@proxy.invalid:3128",
 		}
-		p := e.start(t, "session start -- sh (exit 7)", host, "session", "start", "--role", "agent-dev", "--", "sh", "-c", script)
+		p := e.start(t, "session start -- sh (exit 7)", host, "session", "start", "--role", "agent-dev",
+			"--keep-env", "E2E_OUT,E2E_KEPT,E2E_PROXY", "--", "sh", "-c", script)
 		env := map[string]string{}
 		raw := waitFile(t, p, filepath.Join(out, "env"), 30*time.Second)
 		for line := range strings.SplitSeq(raw, "\n") {
@@ -251,18 +258,26 @@ while [ ! -e "$E2E_OUT/go" ]; do sleep 0.05; done; exit 7`
 		if env["VAULT_TOKEN"] != tok || env["VAULT_ADDR"] != e.srv.Addr {
 			t.Fatalf("child's VAULT_ADDR=%q and VAULT_TOKEN (%d bytes) are not the session's (%s)", env["VAULT_ADDR"], len(env["VAULT_TOKEN"]), e.srv.Addr)
 		}
-		for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "KUBECONFIG", "GITHUB_TOKEN"} {
+		for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "KUBECONFIG", "GITHUB_TOKEN", "E2E_UNNAMED",
+			"DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR", "GIT_CONFIG_PARAMETERS", "VSCODE_IPC_HOOK_CLI", "E2E_SECRET_SEED", "E2E_PROXY"} {
 			if v, ok := env[k]; ok {
 				t.Errorf("host %s reached the child: %q", k, v)
 			}
 		}
-		for _, v := range []string{"AKIAE2EHOSTACCESSKEY", "e2e-host-aws-secret", "/e2e/host/kubeconfig", "ghp_e2ehosttoken", "hvs.e2e-host-vault-token", "host-vault.invalid"} {
+		for _, v := range []string{"AKIAE2EHOSTACCESSKEY", "e2e-host-aws-secret", "/e2e/host/", "ghp_e2ehosttoken", "hvs.e2e-host-vault-token",
+			"host-vault.invalid", "e2e-host-git-header", "e2e-host-seed", "e2e-host-proxy-pass"} {
 			if strings.Contains(raw, v) {
 				t.Errorf("host value %q reached the child's environment", v)
 			}
 		}
-		if env["E2E_HARMLESS"] != "kept" {
-			t.Errorf("harmless host variable lost: E2E_HARMLESS=%q", env["E2E_HARMLESS"])
+		if env["E2E_KEPT"] != "kept" || env["LC_E2E"] != "lc-kept" || env["PATH"] == "" {
+			t.Errorf("named or base host variables lost: E2E_KEPT=%q LC_E2E=%q PATH=%q", env["E2E_KEPT"], env["LC_E2E"], env["PATH"])
+		}
+		if !strings.Contains(p.stderr.String(), `not passing "E2E_PROXY" to the command: its value holds a URL with credentials`) {
+			t.Errorf("no warning about the refused E2E_PROXY:\n%s", p.stderr)
+		}
+		if strings.Contains(p.stderr.String(), "e2e-host-proxy-pass") {
+			t.Errorf("the refused value was printed:\n%s", p.stderr)
 		}
 		// While the command runs the session is live and scoped to agent-dev.
 		e.requireRead(t, tok, devPath, "db_host", "db.internal")
@@ -304,7 +319,7 @@ while [ ! -e "$E2E_OUT/go" ]; do sleep 0.05; done; exit 7`
 			}
 			script := `printf %s "$CREDBROKER_SESSION_DIR" > "$E2E_OUT/dir.tmp" && mv "$E2E_OUT/dir.tmp" "$E2E_OUT/dir" && exec sleep 60`
 			p := e.start(t, "session start -- sleep ("+tc.sig.String()+")", []string{"E2E_OUT=" + out},
-				"session", "start", "--role", "agent-readonly", "--", "sh", "-c", script)
+				"session", "start", "--role", "agent-readonly", "--keep-env", "E2E_OUT", "--", "sh", "-c", script)
 			dir := waitFile(t, p, filepath.Join(out, "dir"), 30*time.Second)
 			tok := e.sessionToken(t, dir)
 			e.requireTokenValid(t, tok)
@@ -337,7 +352,7 @@ func TestE2EInterruptDuringStart(t *testing.T) {
 		sig  syscall.Signal
 		cmd  []string
 	}{
-		{"WithCommand", syscall.SIGINT, []string{"--", "sh", "-c", `touch "$E2E_RAN"; exec sleep 60`}},
+		{"WithCommand", syscall.SIGINT, []string{"--keep-env", "E2E_RAN", "--", "sh", "-c", `touch "$E2E_RAN"; exec sleep 60`}},
 		{"WithoutCommand", syscall.SIGTERM, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

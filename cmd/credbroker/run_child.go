@@ -13,11 +13,12 @@ import (
 	"github.com/credbroker/credbroker/broker"
 )
 
-// runWithSession runs argv with the session's environment and ends the
+// runWithSession runs argv with the session's environment (the allow-listed
+// host variables, those named in keep, the session's) and ends the
 // session when it exits, whatever the reason. Signals to us (sigs, caught
 // since before the session started) go to the child; one that came first
 // means the child never starts.
-func runWithSession(ctx context.Context, g *globalOpts, c *broker.Client, si broker.SessionInfo, argv []string, sigs <-chan os.Signal) (err error) {
+func runWithSession(ctx context.Context, g *globalOpts, c *broker.Client, si broker.SessionInfo, argv, keep []string, sigs <-chan os.Signal) (err error) {
 	stop := holdSession(ctx, c, si.ID) // our death ends the session too
 	defer stop()
 	defer func() {
@@ -44,7 +45,7 @@ func runWithSession(ctx context.Context, g *globalOpts, c *broker.Client, si bro
 	// Not CommandContext: on SIGINT/SIGTERM the child gets the signal and
 	// decides; it is not killed outright by our context.
 	cmd := exec.Command(path, argv[1:]...) //nolint:noctx // see above
-	cmd.Env = agentenv.BuildEnv(os.Environ(), loaded, nil)
+	cmd.Env = childEnv(g, loaded, keep)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = g.in, g.out, g.errOut
 	// SIGINT/SIGTERM do not cancel anything here: they are forwarded to the
 	// child, and the session ends only after it is gone.
