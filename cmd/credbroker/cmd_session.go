@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -96,6 +97,12 @@ func runSessionStart(ctx context.Context, g *globalOpts, o *sessionStartOpts, ui
 	if o.ttl != "" {
 		if _, err := time.ParseDuration(o.ttl); err != nil {
 			return usagef("--ttl %q is not a duration; use a value like 20m or 1h", o.ttl)
+		}
+	}
+	if len(o.argv) > 0 {
+		// A command that cannot start is known before anything is minted.
+		if _, err := exec.LookPath(o.argv[0]); err != nil {
+			return fmt.Errorf("command %q: %w (nothing was started)", o.argv[0], err)
 		}
 	}
 	// Catch signals before asking, and do not let them cancel the request:
