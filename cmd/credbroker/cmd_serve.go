@@ -2,9 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/configs"
@@ -26,7 +32,10 @@ func newServeCmd(g *globalOpts) *cobra.Command {
 caller's uid with SO_PEERCRED against broker.allowed_uids, mints and revokes
 credentials, writes session dirs on tmpfs, and runs the refresher, reaper and
 reconciler. SIGINT/SIGTERM stop it gracefully: live sessions stay recorded and
-are carried on by the next start.`,
+are carried on by the next start. SIGHUP is logged and otherwise ignored
+(reloading the config is not supported yet: restart to apply changes). The
+process is made non-dumpable at start, so other processes of its user
+cannot read its memory or environment (its Vault token, a DSN).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServe(cmd.Context(), g, o)
@@ -41,6 +50,11 @@ func runServe(ctx context.Context, g *globalOpts, o *serveOpts) error {
 	if err != nil {
 		return err
 	}
+	if err := hardenProcess(); err != nil {
+		return err
+	}
+	stopHUP := ignoreHangup(log)
+	defer stopHUP()
 	path, err := configs.Find(g.config)
 	if err != nil {
 		return err
@@ -65,4 +79,40 @@ func runServe(ctx context.Context, g *globalOpts, o *serveOpts) error {
 			return all.Build(ctx, cfg, st, log)
 		},
 	})
+}
+
+// hardenProcess makes the daemon non-dumpable: no core dumps, and
+// /proc/PID/{environ,mem,maps,...} and ptrace are closed to other
+// processes of the same uid. Its environment may hold the broker's Vault
+// token or a store DSN, its memory every secret it minted.
+func hardenProcess() error {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("make the daemon non-dumpable (prctl PR_SET_DUMPABLE): %w", err)
+	}
+	return nil
+}
+
+// ignoreHangup keeps SIGHUP (a closed terminal, or an operator expecting a
+// reload) from killing the daemon: each one is logged until the returned
+// stop is called.
+func ignoreHangup(log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				log.Warn("SIGHUP received and ignored: reloading the config is not supported yet; restart the daemon to apply changes")
+			}
+		}
+	})
+	return func() {
+		signal.Stop(hup)
+		close(done)
+		wg.Wait()
+	}
 }
