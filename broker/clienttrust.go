@@ -21,6 +21,7 @@ type UntrustedDaemonError struct {
 	Configured bool // Want comes from broker.daemon_uid
 }
 
+// Error names the socket, the uid found and the uid expected.
 func (e *UntrustedDaemonError) Error() string {
 	why := "this user's own uid, as broker.daemon_uid is not set"
 	if e.Configured {
