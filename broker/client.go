@@ -9,8 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
-	"syscall"
+	"os"
 	"time"
 )
 
@@ -28,13 +29,36 @@ type Client struct {
 // when the socket path itself could not be resolved).
 func NewFailingClient(err error) *Client { return &Client{err: err} }
 
-// NewClient returns a client for the daemon at socket.
+// NewClient returns a client for the daemon at socket. Before sending
+// anything on a connection it checks who serves the socket (SO_PEERCRED)
+// and accepts only root or this process's own uid.
 func NewClient(socket string) *Client {
+	return newClient(socket, os.Geteuid(), false)
+}
+
+// NewClientForDaemon is NewClient for a daemon that runs as daemonUID
+// (broker.daemon_uid): the client accepts only root or that uid.
+func NewClientForDaemon(socket string, daemonUID int) *Client {
+	return newClient(socket, daemonUID, true)
+}
+
+func newClient(socket string, daemonUID int, configured bool) *Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
+			conn, err := d.DialContext(ctx, "unix", socket)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkServer(conn, socket, daemonUID, configured); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			return conn, nil
 		},
+		// Requests sent with Expect: 100-continue (revoke-all) learn that
+		// the daemon admitted them before it answers.
+		ExpectContinueTimeout: 30 * time.Second,
 	}
 	// Revoke-all may take long against slow servers; the daemon finishes it
 	// even if we give up, so the timeout only bounds our wait.
@@ -73,7 +97,7 @@ func (c *Client) HoldSession(ctx context.Context, id string) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("hold session %s: %w", id, err)
+		return fmt.Errorf("hold session %s: %w", id, dialError(c.socket, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -133,8 +157,20 @@ func (c *Client) EndSession(ctx context.Context, id, reason string) (SessionInfo
 
 // RevokeAll declares an incident.
 func (c *Client) RevokeAll(ctx context.Context, reason string) (RevokeReport, error) {
+	return c.RevokeAllNotify(ctx, reason, nil)
+}
+
+// RevokeAllNotify is RevokeAll that calls accepted (when not nil) once the
+// daemon has admitted the request and started reading it, before the
+// revocation is done; a request refused or never delivered never calls it.
+func (c *Client) RevokeAllNotify(ctx context.Context, reason string, accepted func()) (RevokeReport, error) {
 	var rep RevokeReport
-	err := c.do(ctx, http.MethodPost, "/v1/revoke-all", revokeAllRequest{Reason: reason}, &rep)
+	if accepted != nil {
+		// The daemon's HTTP server sends "100 Continue" when the handler
+		// first reads the body, i.e. after the caller was authorized.
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got100Continue: accepted})
+	}
+	err := c.doExpect(ctx, http.MethodPost, "/v1/revoke-all", revokeAllRequest{Reason: reason}, &rep, accepted != nil)
 	return rep, err
 }
 
@@ -188,6 +224,12 @@ func (e *RemoteError) Is(target error) bool {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	return c.doExpect(ctx, method, path, in, out, false)
+}
+
+// doExpect is do; with expect, the body waits for the daemon's
+// "100 Continue".
+func (c *Client) doExpect(ctx context.Context, method, path string, in, out any, expect bool) error {
 	if c.err != nil {
 		return c.err
 	}
@@ -204,15 +246,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if expect {
+		req.Header.Set("Expect", "100-continue")
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("%w at %s: start it with `credbroker serve` (or point --socket/CREDBROKER_SOCKET at the running one)", ErrDaemonNotRunning, c.socket)
-		}
-		if errors.Is(err, syscall.EACCES) {
-			return fmt.Errorf("cannot open the daemon socket %s: permission denied (the socket is 0600, owned by the daemon's user)", c.socket)
-		}
-		return fmt.Errorf("talk to the daemon at %s: %w", c.socket, err)
+		return dialError(c.socket, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"log/syslog"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -47,6 +48,9 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		if err := agentenv.CheckMemoryFS(cfg.Broker.RuntimeDir); err != nil {
 			return err
 		}
+	}
+	if err := checkDaemonDirs(cfg.Broker); err != nil {
+		return err
 	}
 	host, err := cfg.EffectiveHostID()
 	if err != nil {
@@ -123,6 +127,24 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 	wg.Wait()
 	b.record(Event{Event: EvDaemonStop})
 	return serveErr
+}
+
+// checkDaemonDirs checks that broker.daemon_uid, when set, is this
+// process's uid (clients trust only it and root), and creates or checks the
+// runtime dir: it must be the daemon's and not writable by others (see
+// checkPrivateDir). It is created 0700 when it holds the socket, as Listen
+// would, else 0711 as agentenv would, so agents' uids reach their own
+// session dirs.
+func checkDaemonDirs(b configs.Broker) error {
+	if b.DaemonUID != nil && *b.DaemonUID != daemonUID {
+		return fmt.Errorf("broker.daemon_uid is %d but the daemon runs as uid %d: clients would refuse it; run the daemon as uid %d or set broker.daemon_uid to %d",
+			*b.DaemonUID, daemonUID, *b.DaemonUID, daemonUID)
+	}
+	perm := os.FileMode(0o711)
+	if filepath.Dir(b.Socket) == filepath.Clean(b.RuntimeDir) {
+		perm = 0o700
+	}
+	return ensurePrivateDir("broker.runtime_dir", b.RuntimeDir, perm)
 }
 
 // backlogRetry is how often, between ticks, the loop tries to record what

@@ -78,12 +78,14 @@ func NewServer(b *Broker, allowed []int, log *slog.Logger) *Server {
 
 // Listen opens the socket at path: a live daemon already there is an error,
 // a stale socket file is removed; the socket is created with mode 0600 in a
-// 0700 directory. With shared (broker.allowed_uids set), the socket is 0666
+// 0700 directory. A directory that exists already must be the daemon's
+// and not writable by group or others (see checkPrivateDir), or Listen
+// refuses it. With shared (broker.allowed_uids set), the socket is 0666
 // and its directory 0711 so other users can connect at all; every request's
 // peer uid is then checked against allowed_uids (SO_PEERCRED).
 func Listen(path string, shared bool) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create socket dir: %w", err)
+	if err := ensurePrivateDir("socket dir", filepath.Dir(path), 0o700); err != nil {
+		return nil, err
 	}
 	d := net.Dialer{Timeout: time.Second}
 	if c, err := d.DialContext(context.Background(), "unix", path); err == nil {

@@ -33,6 +33,11 @@ type Broker struct {
 	AuditSyslog bool `yaml:"audit_syslog"`
 	// AllowedUIDs may talk to the daemon; the daemon's own uid always may.
 	AllowedUIDs []int `yaml:"allowed_uids"`
+	// DaemonUID is the uid the daemon runs as. Clients check the socket's
+	// server (SO_PEERCRED) before sending anything and accept only root
+	// and this uid; unset, they accept root and their own uid. The daemon
+	// refuses to start under another uid.
+	DaemonUID *int `yaml:"daemon_uid"`
 	// RefreshInterval is how often the refresher and reaper wake (default 5s).
 	RefreshInterval Duration `yaml:"refresh_interval"`
 	// HostID names this broker among those sharing a PostgreSQL store

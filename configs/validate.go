@@ -64,6 +64,10 @@ func (b *Broker) validate(ps *problems) {
 				"uid %d is negative", uid)
 		}
 	}
+	if b.DaemonUID != nil && *b.DaemonUID < 0 {
+		ps.add(p.with("daemon_uid"), "use the daemon user's id from id -u (0 or more)",
+			"uid %d is negative", *b.DaemonUID)
+	}
 	if b.RefreshInterval <= 0 {
 		ps.add(p.with("refresh_interval"), "use a positive duration such as 5s",
 			"%s is not positive", b.RefreshInterval)

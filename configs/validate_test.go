@@ -86,6 +86,8 @@ func TestValidateRules(t *testing.T) {
 			"providers.vault.epoch_ttl", "-1h is not positive", "positive duration"},
 		{"allowed_uids negative", "broker:\n  allowed_uids:\n    - 1000\n    - -1 " + marker + "\n" + vaultProv + roleR,
 			"broker.allowed_uids[1]", "uid -1 is negative", "id -u"},
+		{"daemon_uid negative", "broker:\n  daemon_uid: -2 " + marker + "\n" + vaultProv + roleR,
+			"broker.daemon_uid", "uid -2 is negative", "id -u"},
 		{"refresh_interval negative", "broker:\n  refresh_interval: -1s " + marker + "\n" + vaultProv + roleR,
 			"broker.refresh_interval", "-1s is not positive", "positive duration"},
 		{"socket relative", "broker:\n  socket: broker.sock " + marker + "\n" + vaultProv + roleR,

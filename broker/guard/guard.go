@@ -18,8 +18,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/keyfile"
 	"github.com/credbroker/credbroker/internal/secret"
 )
 
@@ -82,7 +84,7 @@ func Open(dir string) (*Guard, error) {
 // OpenReadOnly loads an existing guard without creating anything (the
 // scanner, run by a user who may not own the state dir).
 func OpenReadOnly(dir string) (*Guard, error) {
-	key, err := os.ReadFile(filepath.Join(dir, KeyFile))
+	key, err := keyfile.ReadAnyOwner(filepath.Join(dir, KeyFile))
 	if err != nil {
 		return nil, fmt.Errorf("guard: read the broker's fingerprint key: %w (run as the broker's user, or point --state-dir at its state dir)", err)
 	}
@@ -90,8 +92,11 @@ func OpenReadOnly(dir string) (*Guard, error) {
 	return g, g.load()
 }
 
+// loadKey reads the key (refusing a symlink, a file owned by another uid
+// or open to group or others: whoever can read it can test guesses against
+// the fingerprints), or creates it if missing.
 func loadKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := keyfile.Read(path)
 	if err == nil {
 		if len(b) != 32 {
 			return nil, fmt.Errorf("guard: %s is not a 32-byte key", path)
@@ -105,7 +110,15 @@ func loadKey(path string) ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(path, key, 0o600); err != nil {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("guard: write key: %w", err)
+	}
+	if _, err := f.Write(key); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("guard: write key: %w", err)
+	}
+	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("guard: write key: %w", err)
 	}
 	return key, nil

@@ -163,3 +163,70 @@ diff --git a/gone.txt b/gone.txt
 		t.Fatalf("files = %v", got)
 	}
 }
+
+// TestOpenRefusesUnsafeKey: the daemon refuses a fingerprint key open to
+// group or others, owned by another uid or reached through a symlink (any
+// of them lets someone else test guesses against the fingerprints or
+// replace the key), and names the file and the fix.
+func TestOpenRefusesUnsafeKey(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		unsafe func(t *testing.T, key string) (planted string) // planted: must not be written
+		want   string
+	}{
+		{"mode 0644", func(t *testing.T, key string) string { chmod(t, key, 0o644); return "" }, "mode 0644"},
+		{"mode 0660", func(t *testing.T, key string) string { chmod(t, key, 0o660); return "" }, "mode 0660"},
+		{"owned by another uid", func(t *testing.T, key string) string {
+			if os.Geteuid() != 0 {
+				t.Skip("needs root to chown (the test suite runs as root)")
+			}
+			if err := os.Chown(key, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			return ""
+		}, "owned by uid 65534"},
+		{"symlink", func(t *testing.T, key string) string {
+			other := filepath.Join(t.TempDir(), "elsewhere.key")
+			if err := os.Rename(key, other); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(other, key); err != nil {
+				t.Fatal(err)
+			}
+			return ""
+		}, "is a symlink"},
+		{"dangling symlink", func(t *testing.T, key string) string {
+			if err := os.Remove(key); err != nil {
+				t.Fatal(err)
+			}
+			planted := filepath.Join(t.TempDir(), "planted")
+			if err := os.Symlink(planted, key); err != nil {
+				t.Fatal(err)
+			}
+			return planted
+		}, "is a symlink"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if _, err := Open(dir); err != nil { // creates the key, 0600
+				t.Fatal(err)
+			}
+			key := filepath.Join(dir, KeyFile)
+			planted := tc.unsafe(t, key)
+			_, err := Open(dir)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), key) {
+				t.Fatalf("Open with an unsafe key: %v, want an error naming %s and %q", err, key, tc.want)
+			}
+			if _, err := os.Lstat(planted); planted != "" && err == nil {
+				t.Errorf("Open wrote a key through a planted symlink")
+			}
+		})
+	}
+}
+
+func chmod(t *testing.T, p string, m os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(p, m); err != nil {
+		t.Fatal(err)
+	}
+}

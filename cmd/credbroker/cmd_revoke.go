@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -81,13 +82,23 @@ func runRevokeOne(ctx context.Context, g *globalOpts, o *revokeOpts, id string) 
 }
 
 func runRevokeAll(ctx context.Context, g *globalOpts, o *revokeOpts) error {
+	// The notice goes out only once the daemon has admitted the request: a
+	// refused caller or an unreachable daemon must not read "declaring".
+	var mu sync.Mutex
 	stop := func() {}
+	var accepted func()
 	if o.output == "text" {
-		fmt.Fprintln(g.errOut, "declaring incident and revoking every credential...")
-		stop = progress(g.errOut, "revoking")
+		accepted = func() {
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintln(g.errOut, "declaring incident and revoking every credential...")
+			stop = progress(g.errOut, "revoking")
+		}
 	}
-	rep, err := g.client().RevokeAll(ctx, o.reason)
+	rep, err := g.client().RevokeAllNotify(ctx, o.reason, accepted)
+	mu.Lock()
 	stop()
+	mu.Unlock()
 	if err != nil && !errors.Is(err, broker.ErrPending) {
 		return err
 	}

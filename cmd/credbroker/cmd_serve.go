@@ -17,7 +17,10 @@ func newServeCmd(g *globalOpts) *cobra.Command {
 caller's uid with SO_PEERCRED against broker.allowed_uids, mints and revokes
 credentials, writes session dirs on tmpfs, and runs the refresher, reaper and
 reconciler. SIGINT/SIGTERM stop it gracefully: live sessions stay recorded and
-are carried on by the next start.
+are carried on by the next start. SIGHUP is logged and otherwise ignored
+(reloading the config is not supported yet: restart to apply changes). The
+process is made non-dumpable at start, so other processes of its user
+cannot read its memory or environment (its Vault token, a DSN).
 
 Only the daemon links the provider SDKs (Vault, AWS, Kubernetes) and the
 store drivers: 'credbroker serve' runs credbroker-daemon from the directory

@@ -220,11 +220,20 @@ type proc struct {
 
 func (e *e2e) start(t *testing.T, name string, env []string, args ...string) *proc {
 	t.Helper()
+	return e.startAs(t, name, nil, env, args...)
+}
+
+// startAs is start with the process's uid and gid set by cred (nil: ours).
+func (e *e2e) startAs(t *testing.T, name string, cred *syscall.Credential, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, done: make(chan struct{})}
 	p.stdout = e.capture(name + " stdout")
 	p.stderr = e.capture(name + " stderr")
 	p.cmd = exec.Command(cbBin, append([]string{"--config", e.config}, args...)...)
 	p.cmd.Env = baseEnv(env...)
+	if cred != nil {
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -345,7 +354,8 @@ func (r result) String() string {
 type runOpts struct {
 	dir   string // working directory (default: the test's)
 	env   []string
-	quiet bool // not kept for the leak check (readiness polling)
+	quiet bool                // not kept for the leak check (readiness polling)
+	cred  *syscall.Credential // run as this uid/gid (nil: ours)
 }
 
 // cli runs credbroker with args and --config, and returns its output.
@@ -374,6 +384,9 @@ func (e *e2e) run(t *testing.T, o runOpts, args ...string) result {
 	cmd.Dir = o.dir
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
+	if o.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.cred}
+	}
 	err := cmd.Run()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {

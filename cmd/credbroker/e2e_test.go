@@ -594,7 +594,9 @@ func TestE2EBadInput(t *testing.T) {
 }
 
 // TestE2EServeRefuses: serve stops at once, naming the problem, on a bad
-// config and on a runtime_dir that is not tmpfs.
+// config, on a runtime_dir that is not tmpfs or that another uid owns or
+// others may write to (where a fake daemon could take the socket's place),
+// and on a broker.daemon_uid that is not its own.
 func TestE2EServeRefuses(t *testing.T) {
 	t.Parallel()
 	disk := t.TempDir()
@@ -603,16 +605,35 @@ func TestE2EServeRefuses(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		edit func(e *e2e, cfg string) string // the config newE2EAt wrote → the bad one
+		edit func(t *testing.T, e *e2e, cfg string) string // the config newE2EAt wrote → the bad one
 		want func(e *e2e) []string
 	}{
-		{"YAMLSyntax", func(*e2e, string) string { return "broker:\n  refresh_interval: 1s\n  socket: a: b\n" },
+		{"YAMLSyntax", func(*testing.T, *e2e, string) string { return "broker:\n  refresh_interval: 1s\n  socket: a: b\n" },
 			func(e *e2e) []string { return []string{e.config + ":3: ", "mapping values are not allowed"} }},
-		{"UnknownField", func(*e2e, string) string { return "broker:\n  refresh_interval: 1s\n  sockett: /tmp/x.sock\n" },
-			func(e *e2e) []string { return []string{e.config + ":3:3: ", `unknown field "sockett"`} }},
-		{"TTLAboveMax", func(_ *e2e, cfg string) string { return strings.Replace(cfg, "max_ttl: 1h", "max_ttl: 1m", 1) },
-			func(e *e2e) []string { return []string{e.config + ":19:5: ", "max_ttl: 1m is shorter than ttl 15m"} }},
-		{"RuntimeDirOnDisk", func(e *e2e, cfg string) string {
+		{"UnknownField", func(*testing.T, *e2e, string) string {
+			return "broker:\n  refresh_interval: 1s\n  sockett: /tmp/x.sock\n"
+		}, func(e *e2e) []string { return []string{e.config + ":3:3: ", `unknown field "sockett"`} }},
+		{"TTLAboveMax", func(_ *testing.T, _ *e2e, cfg string) string {
+			return strings.Replace(cfg, "max_ttl: 1h", "max_ttl: 1m", 1)
+		}, func(e *e2e) []string { return []string{e.config + ":19:5: ", "max_ttl: 1m is shorter than ttl 15m"} }},
+		{"RuntimeDirWritable", func(t *testing.T, e *e2e, cfg string) string {
+			mkdirMode(t, e.runtimeDir, 0o777, -1)
+			return cfg + "\n"
+		}, func(e *e2e) []string {
+			return []string{"broker.runtime_dir " + e.runtimeDir + " is mode 0777, writable by group or others", "chmod 0700"}
+		}},
+		{"RuntimeDirForeign", func(t *testing.T, e *e2e, cfg string) string {
+			mkdirMode(t, e.runtimeDir, 0o700, 65534)
+			return cfg + "\n"
+		}, func(e *e2e) []string {
+			return []string{"broker.runtime_dir " + e.runtimeDir + " is owned by uid 65534, not by the daemon's uid 0", "remove it"}
+		}},
+		{"DaemonUIDMismatch", func(_ *testing.T, _ *e2e, cfg string) string {
+			return strings.Replace(cfg, "broker:\n", "broker:\n  daemon_uid: 65534\n", 1)
+		}, func(*e2e) []string {
+			return []string{"broker.daemon_uid is 65534 but the daemon runs as uid 0"}
+		}},
+		{"RuntimeDirOnDisk", func(_ *testing.T, e *e2e, cfg string) string {
 			return strings.Replace(cfg, "runtime_dir: "+e.runtimeDir, "runtime_dir: "+disk, 1)
 		}, func(*e2e) []string { return []string{disk, "not tmpfs"} }},
 	} {
@@ -622,7 +643,7 @@ func TestE2EServeRefuses(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			bad := tc.edit(e, string(cfg))
+			bad := tc.edit(t, e, string(cfg))
 			if bad == string(cfg) {
 				t.Fatal("the edit left the config unchanged")
 			}
@@ -640,6 +661,9 @@ func TestE2EServeRefuses(t *testing.T) {
 			}
 			if ents, _ := os.ReadDir(disk); len(ents) != 0 {
 				t.Errorf("serve wrote to the disk dir: %v", ents)
+			}
+			if _, err := os.Lstat(filepath.Join(e.runtimeDir, "broker.sock")); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("serve created its socket on a bad setup (%v)", err)
 			}
 		})
 	}

@@ -171,35 +171,48 @@ func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 
 // socketPath resolves the daemon socket for client commands: --socket,
 // $CREDBROKER_SOCKET, the config's broker.socket, the default. A config the
-// user named explicitly (--config or $CREDBROKER_CONFIG) must load.
-func (g *globalOpts) socketPath() (string, error) {
-	if g.socket != "" {
-		return g.socket, nil
-	}
-	if s := os.Getenv("CREDBROKER_SOCKET"); s != "" {
-		return s, nil
-	}
+// user named explicitly (--config or $CREDBROKER_CONFIG) must load. It also
+// returns the config's broker.daemon_uid (nil when unset or no config was
+// found): the uid the client accepts as the daemon's besides root.
+func (g *globalOpts) socketPath() (string, *int, error) {
 	explicit := g.config != "" || os.Getenv(configs.EnvConfig) != ""
+	given := g.socket
+	if given == "" {
+		given = os.Getenv("CREDBROKER_SOCKET")
+	}
 	path, err := configs.Find(g.config)
 	if err != nil {
-		if explicit {
-			return "", err
+		switch {
+		case explicit:
+			return "", nil, err
+		case given != "":
+			return given, nil, nil
 		}
-		return configs.DefaultSocketPath(), nil
+		return configs.DefaultSocketPath(), nil, nil
 	}
 	cfg, err := configs.Load(path)
-	if err != nil {
-		return "", err
+	switch {
+	case err != nil && given != "" && !explicit:
+		return given, nil, nil // a socket given needs no config, as before
+	case err != nil:
+		return "", nil, err
+	case given != "":
+		return given, cfg.Broker.DaemonUID, nil
 	}
-	return cfg.Broker.Socket, nil
+	return cfg.Broker.Socket, cfg.Broker.DaemonUID, nil
 }
 
 // client returns a daemon client, or an error client whose calls all fail
-// with the reason the socket could not be resolved.
+// with the reason the socket could not be resolved. The client accepts the
+// socket's server only when it runs as root or broker.daemon_uid (unset:
+// this user's uid).
 func (g *globalOpts) client() *broker.Client {
-	p, err := g.socketPath()
+	p, daemonUID, err := g.socketPath()
 	if err != nil {
 		return broker.NewFailingClient(err)
+	}
+	if daemonUID != nil {
+		return broker.NewClientForDaemon(p, *daemonUID)
 	}
 	return broker.NewClient(p)
 }

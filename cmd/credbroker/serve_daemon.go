@@ -4,7 +4,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/configs"
@@ -20,6 +27,11 @@ func runServe(ctx context.Context, g *globalOpts, o *serveOpts) error {
 	if err != nil {
 		return err
 	}
+	if err := hardenProcess(); err != nil {
+		return err
+	}
+	stopHUP := ignoreHangup(log)
+	defer stopHUP()
 	path, err := configs.Find(g.config)
 	if err != nil {
 		return err
@@ -45,4 +57,40 @@ func runServe(ctx context.Context, g *globalOpts, o *serveOpts) error {
 			return all.Build(ctx, cfg, j, log)
 		},
 	})
+}
+
+// hardenProcess makes the daemon non-dumpable: no core dumps, and
+// /proc/PID/{environ,mem,maps,...} and ptrace are closed to other
+// processes of the same uid. Its environment may hold the broker's Vault
+// token or a store DSN, its memory every secret it minted.
+func hardenProcess() error {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("make the daemon non-dumpable (prctl PR_SET_DUMPABLE): %w", err)
+	}
+	return nil
+}
+
+// ignoreHangup keeps SIGHUP (a closed terminal, or an operator expecting a
+// reload) from killing the daemon: each one is logged until the returned
+// stop is called.
+func ignoreHangup(log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				log.Warn("SIGHUP received and ignored: reloading the config is not supported yet; restart the daemon to apply changes")
+			}
+		}
+	})
+	return func() {
+		signal.Stop(hup)
+		close(done)
+		wg.Wait()
+	}
 }

@@ -2,7 +2,11 @@
 // (tokens, keys, secret payloads) through credbroker.
 package secret
 
-import "log/slog"
+import (
+	"fmt"
+	"io"
+	"log/slog"
+)
 
 const redacted = "**redacted**"
 
@@ -30,6 +34,11 @@ func (v Value) IsZero() bool { return len(v.b) == 0 }
 
 // String redacts.
 func (v Value) String() string { return redacted }
+
+// Format redacts for every verb and flag (%x, %d, %q, %+v, widths...),
+// not only those that go through String: without it %x or %d would print
+// the bytes.
+func (v Value) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
 
 // GoString redacts.
 func (v Value) GoString() string { return redacted }

@@ -19,11 +19,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/internal/keyfile"
 	"github.com/credbroker/credbroker/internal/secret"
 )
 
@@ -53,8 +55,11 @@ func NewIssuer(cfg configs.AWSWebIdentity) (*Issuer, error) {
 	return &Issuer{cfg: cfg, key: key, kid: base64.RawURLEncoding.EncodeToString(sum[:16]), now: time.Now}, nil
 }
 
+// loadOrCreateKey reads the signing key (refusing a symlink, a file owned
+// by another uid or open to group or others: whoever can read or replace it
+// can mint web identities STS trusts), or creates it if missing.
 func loadOrCreateKey(path string) (*rsa.PrivateKey, error) {
-	b, err := os.ReadFile(path)
+	b, err := keyfile.Read(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		key, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
@@ -63,7 +68,7 @@ func loadOrCreateKey(path string) (*rsa.PrivateKey, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, err
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return nil, err
 		}

@@ -155,3 +155,48 @@ func TestWebIdentityTokenClaims(t *testing.T) {
 		t.Error("the token's String() is not redacted")
 	}
 }
+
+// TestWebIdentityKeyRefusedWhenUnsafe: the signing key is refused when it
+// is open to group or others, owned by another uid, or a symlink: whoever
+// can read or replace it can sign identities STS trusts.
+func TestWebIdentityKeyRefusedWhenUnsafe(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		unsafe func(t *testing.T, key string)
+		want   string
+	}{
+		{"mode 0644", func(t *testing.T, key string) { mustDo(t, os.Chmod(key, 0o644)) }, "mode 0644"},
+		{"mode 0640", func(t *testing.T, key string) { mustDo(t, os.Chmod(key, 0o640)) }, "mode 0640"},
+		{"owned by another uid", func(t *testing.T, key string) {
+			if os.Geteuid() != 0 {
+				t.Skip("needs root to chown (the test suite runs as root)")
+			}
+			mustDo(t, os.Chown(key, 65534, 65534))
+		}, "owned by uid 65534"},
+		{"symlink", func(t *testing.T, key string) {
+			other := filepath.Join(t.TempDir(), "other.pem")
+			mustDo(t, os.Rename(key, other))
+			mustDo(t, os.Symlink(other, key))
+		}, "is a symlink"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wi := configs.AWSWebIdentity{Issuer: "https://oidc.example.com/", Listen: "127.0.0.1:0",
+				KeyFile: filepath.Join(t.TempDir(), "k.pem"), Audience: "sts.amazonaws.com", Subject: "credbroker", TokenTTL: configs.Duration(5 * time.Minute)}
+			if _, err := awssts.NewIssuer(wi); err != nil { // creates the key, 0600
+				t.Fatal(err)
+			}
+			tc.unsafe(t, wi.KeyFile)
+			_, err := awssts.NewIssuer(wi)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), wi.KeyFile) {
+				t.Fatalf("NewIssuer with an unsafe key: %v, want an error naming %s and %q", err, wi.KeyFile, tc.want)
+			}
+		})
+	}
+}
+
+func mustDo(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
