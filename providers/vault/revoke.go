@@ -13,10 +13,12 @@ import (
 	"github.com/credbroker/credbroker/providers"
 )
 
-// Renew extends a session token (with the token itself, read back from the
-// session dir) or a secret lease, up to the session's end.
+// Renew extends a secret lease (with the session token, read back from the
+// session dir) up to the session's end. Session tokens are created
+// non-renewable and ending with their session, so only a token lease
+// recorded as renewable (by an older broker) is renewed, up to the same end.
 func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Lease, files providers.FileReader) (providers.Grant, error) {
-	inc := int(time.Until(s.ExpiresAt).Seconds())
+	inc := int(s.ExpiresAt.Sub(p.now()).Seconds())
 	if inc <= 0 || !l.Renewable {
 		return providers.Grant{}, providers.ErrNotRenewable
 	}
