@@ -35,12 +35,18 @@ func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Leas
 	switch l.Kind {
 	case KindToken:
 		sec, err := c.Auth().Token().RenewSelfWithContext(ctx, inc)
+		if notRenewable(err) {
+			return providers.Grant{}, providers.ErrNotRenewable
+		}
 		if err != nil {
 			return providers.Grant{}, fmt.Errorf("vault: renew token %s: %w", l.ExternalID, describe(err))
 		}
 		ttl = sec.Auth.LeaseDuration
 	case KindSecret:
 		sec, err := c.Sys().RenewWithContext(ctx, l.ExternalID, inc)
+		if notRenewable(err) {
+			return providers.Grant{}, providers.ErrNotRenewable
+		}
 		if err != nil {
 			return providers.Grant{}, fmt.Errorf("vault: renew lease %s: %w", l.ExternalID, describe(err))
 		}
@@ -55,6 +61,12 @@ func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Leas
 		nl.Renewable = false // Vault would not extend it further
 	}
 	return providers.Grant{Leases: []leases.Lease{nl}}, nil
+}
+
+// notRenewable reports whether Vault refused a renewal because the token or
+// lease is not renewable, as a session token is.
+func notRenewable(err error) bool {
+	return isStatus(err, 400) && strings.Contains(err.Error(), "lease is not renewable")
 }
 
 // Revoke revokes one lease. Revoking a token by accessor revokes its child
