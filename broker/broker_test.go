@@ -365,9 +365,12 @@ func TestSessionDirOnDiskRefused(t *testing.T) {
 	}
 }
 
-// TestRefresherRenews: a lease granted shorter than its session (as when a
-// Vault max TTL caps it) is renewed by the refresher past 2/3 of its life.
-func TestRefresherRenews(t *testing.T) {
+// TestRefresherLeavesVaultTokenAlone: a session token lives to its
+// session's end and is not renewable (a renewable one could be renewed
+// from inside the session past its end), so the refresher never renews it,
+// even when its lease looks short, and it keeps working. The refresher's
+// renewals are tested with AWS credentials (TestAWSRefresherRemints).
+func TestRefresherLeavesVaultTokenAlone(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	si := h.start("agent-readonly")
@@ -376,27 +379,23 @@ func TestRefresherRenews(t *testing.T) {
 		t.Fatalf("leases: %v %v", ls, err)
 	}
 	l := ls[0]
+	if l.Renewable || l.ExpiresAt.After(si.ExpiresAt) || l.ExpiresAt.Before(si.ExpiresAt.Add(-3*time.Second)) {
+		t.Fatalf("token lease renewable=%v expires %v; want not renewable, ending with the session at %v", l.Renewable, l.ExpiresAt, si.ExpiresAt)
+	}
 	l.ExpiresAt = l.IssuedAt.Add(3 * time.Minute) // as if Vault had capped it
 	if err := h.st.UpdateLease(ctx, l); err != nil {
 		t.Fatal(err)
 	}
-	h.offset.Store(int64(time.Minute))
-	h.b.Tick(ctx)
-	if got, _ := h.st.GetLease(ctx, l.ID); !got.ExpiresAt.Equal(l.ExpiresAt) {
-		t.Fatalf("renewed at 1/3 of its life")
-	}
 	h.offset.Store(int64(150 * time.Second))
 	h.b.Tick(ctx)
-	got, err := h.st.GetLease(ctx, l.ID)
-	if err != nil {
-		t.Fatal(err)
+	if got, _ := h.st.GetLease(ctx, l.ID); !got.ExpiresAt.Equal(l.ExpiresAt) {
+		t.Errorf("the refresher changed the session token's lease: expires %v, was %v", got.ExpiresAt, l.ExpiresAt)
 	}
-	if !got.ExpiresAt.After(l.ExpiresAt) {
-		t.Fatalf("lease not renewed past 2/3 of its life: expires %v", got.ExpiresAt)
+	if audit, _ := os.ReadFile(h.audit); strings.Contains(string(audit), `"event":"lease.renew"`) {
+		t.Error("the refresher renewed the session token")
 	}
-	audit, _ := os.ReadFile(h.audit)
-	if !strings.Contains(string(audit), `"event":"lease.renew"`) {
-		t.Error("no lease.renew audit record")
+	if !h.tokenValid(h.token(si)) {
+		t.Error("the session token stopped working")
 	}
 }
 

@@ -18,9 +18,6 @@ import (
 	"github.com/credbroker/credbroker/providers"
 )
 
-// minTTL is the shortest session the broker starts.
-const minTTL = 30 * time.Second
-
 // StartSession mints every provider the role names, all or nothing, records
 // the leases, then writes the session dir. Anything minted is revoked when
 // any later step fails.
@@ -99,8 +96,8 @@ func (b *Broker) checkStart(ctx context.Context, c Caller, req StartRequest) (co
 		}
 		ttl = d
 	}
-	if ttl < minTTL {
-		return role, 0, 0, fmt.Errorf("%w: --ttl %s is below the minimum %s", ErrBadRequest, ttl, minTTL)
+	if ttl < configs.MinSessionTTL {
+		return role, 0, 0, fmt.Errorf("%w: --ttl %s is below the minimum %s", ErrBadRequest, ttl, configs.MinSessionTTL)
 	}
 	if ttl > role.MaxTTL.D() {
 		return role, 0, 0, fmt.Errorf("%w: --ttl %s is above role %s's max_ttl %s; ask for less or raise max_ttl in the config",

@@ -39,7 +39,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, locateDecodeErrors(name, idx, err)
 	}
 	cfg.ApplyDefaults()
-	if ps := cfg.problems(); len(ps) > 0 {
+	if ps := append(explicitZeros(idx, cfg), cfg.problems()...); len(ps) > 0 {
 		return nil, locate(name, idx, ps)
 	}
 	return cfg, nil

@@ -2,6 +2,7 @@ package configs
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"time"
 )
@@ -9,6 +10,15 @@ import (
 // MaxRoleTTL caps every role's max_ttl: a credential the broker hands out
 // must expire on its own within a working day.
 const MaxRoleTTL = 12 * time.Hour
+
+// MinSessionTTL is the shortest session the broker starts: a role's ttl
+// and max_ttl, and a --ttl, must be at least this.
+const MinSessionTTL = 30 * time.Second
+
+// MaxRefreshInterval caps broker.refresh_interval: the reaper ends expired
+// sessions only once a tick, so a longer interval would keep a session's
+// credentials past its end by up to that much.
+const MaxRefreshInterval = MinSessionTTL
 
 // EpochMargin is how much longer than a session the Vault epoch token must
 // still live when the session starts (else a new epoch is created): a
@@ -68,9 +78,14 @@ func (b *Broker) validate(ps *problems) {
 		ps.add(p.with("daemon_uid"), "use the daemon user's id from id -u (0 or more)",
 			"uid %d is negative", *b.DaemonUID)
 	}
-	if b.RefreshInterval <= 0 {
+	switch {
+	case b.RefreshInterval <= 0:
 		ps.add(p.with("refresh_interval"), "use a positive duration such as 5s",
 			"%s is not positive", b.RefreshInterval)
+	case b.RefreshInterval > Duration(MaxRefreshInterval):
+		ps.add(p.with("refresh_interval"), fmt.Sprintf("use %s or less, such as 5s (the default)", Duration(MaxRefreshInterval)),
+			"%s is too long: the reaper ends expired sessions once a tick, so their credentials would outlive them by up to that much",
+			b.RefreshInterval)
 	}
 	if b.HostID != "" && !validHostID(b.HostID) {
 		ps.add(p.with("host_id"), "use up to 63 letters, digits, '.', '-' and '_', such as the host name",

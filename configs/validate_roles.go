@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"fmt"
 	"maps"
 	"regexp"
 	"slices"
@@ -64,20 +65,36 @@ func (c *Config) validateRoles(ps *problems) {
 	}
 }
 
+// validateTTL checks ttl and max_ttl after defaults: an unset ttl is then
+// 15m or max_ttl when that is shorter, so a max_ttl below the minimum is
+// reported once, on max_ttl.
 func (r *Role) validateTTL(ps *problems, p fieldPath) {
+	minimum := Duration(MinSessionTTL)
+	maxOK := false
+	switch {
+	case r.MaxTTL <= 0:
+		ps.add(p.with("max_ttl"), "use a positive duration such as 1h", "%s is not positive", r.MaxTTL)
+	case r.MaxTTL < minimum:
+		ps.add(p.with("max_ttl"), fmt.Sprintf("raise max_ttl (and ttl) to %s or more", minimum),
+			"%s is below the %s minimum session; no session of this role could start", r.MaxTTL, minimum)
+	case r.MaxTTL > Duration(MaxRoleTTL) && r.MaxTTL != r.TTL:
+		// max_ttl defaulted from a too-long ttl is reported once, on ttl.
+		ps.add(p.with("max_ttl"), "lower max_ttl to 12h or less", "%s exceeds the %s limit",
+			r.MaxTTL, Duration(MaxRoleTTL))
+	default:
+		maxOK = true
+	}
 	switch {
 	case r.TTL <= 0:
 		ps.add(p.with("ttl"), "use a positive duration such as 15m", "%s is not positive", r.TTL)
+	case r.TTL < minimum && (maxOK || r.TTL != r.MaxTTL):
+		ps.add(p.with("ttl"), fmt.Sprintf("use %s or more, such as 15m", minimum),
+			"%s is below the %s minimum session", r.TTL, minimum)
 	case r.TTL > Duration(MaxRoleTTL):
 		ps.add(p.with("ttl"), "lower ttl (and max_ttl) to 12h or less", "%s exceeds the %s limit",
 			r.TTL, Duration(MaxRoleTTL))
-	case r.MaxTTL < r.TTL:
+	case maxOK && r.MaxTTL < r.TTL:
 		ps.add(p.with("max_ttl"), "raise max_ttl or lower ttl", "%s is shorter than ttl %s", r.MaxTTL, r.TTL)
-	}
-	// max_ttl defaulted from a too-long ttl is reported once, on ttl.
-	if r.MaxTTL > Duration(MaxRoleTTL) && r.MaxTTL != r.TTL {
-		ps.add(p.with("max_ttl"), "lower max_ttl to 12h or less", "%s exceeds the %s limit",
-			r.MaxTTL, Duration(MaxRoleTTL))
 	}
 }
 

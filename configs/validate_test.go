@@ -3,6 +3,7 @@ package configs
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // Building blocks for the cases; each case marks the line its error must
@@ -32,6 +33,26 @@ func TestValidateRules(t *testing.T) {
 			"roles.agent-readonly.max_ttl", "30m is shorter than ttl 1h", "raise max_ttl or lower ttl"},
 		{"max_ttl over limit", vaultProv + "roles:\n  r:\n    max_ttl: 12h1m " + marker + "\n    vault:\n      policies: [p]\n",
 			"roles.r.max_ttl", "12h1m exceeds the 12h limit", "lower max_ttl"},
+		{"ttl zero", vaultProv + "roles:\n  r:\n    ttl: 0s " + marker + "\n    vault:\n      policies: [p]\n",
+			"roles.r.ttl", "0s is not positive (a zero would silently mean the default)", "remove the line to get the default (15m here)"},
+		{"ttl bare zero", vaultProv + "roles:\n  r:\n    ttl: 0 " + marker + "\n    vault:\n      policies: [p]\n",
+			"roles.r.ttl", "0 is not positive", "write a positive duration"},
+		{"ttl below minimum", vaultProv + "roles:\n  r:\n    ttl: 29s " + marker + "\n    vault:\n      policies: [p]\n",
+			"roles.r.ttl", "29s is below the 30s minimum session", "use 30s or more"},
+		{"max_ttl below minimum", vaultProv + "roles:\n  r:\n    max_ttl: 20s " + marker + "\n    vault:\n      policies: [p]\n",
+			"roles.r.max_ttl", "20s is below the 30s minimum session; no session of this role could start", "raise max_ttl (and ttl) to 30s or more"},
+		{"ttl and max_ttl below minimum", vaultProv + "roles:\n  r:\n    ttl: 20s\n    max_ttl: 20s " + marker + "\n    vault:\n      policies: [p]\n",
+			"roles.r.max_ttl", "20s is below the 30s minimum session", "raise max_ttl (and ttl)"},
+		{"max_ttl zero", vaultProv + "roles:\n  r:\n    ttl: 10m\n    max_ttl: 0s " + marker + "\n    vault:\n      policies: [p]\n",
+			"roles.r.max_ttl", "0s is not positive", "the default (1h here)"},
+		{"max_ttl negative", vaultProv + "roles:\n  r:\n    max_ttl: -1h " + marker + "\n    vault:\n      policies: [p]\n",
+			"roles.r.max_ttl", "-1h is not positive", "use a positive duration"},
+		{"refresh_interval zero", "broker:\n  refresh_interval: 0s " + marker + "\n" + vaultProv + roleR,
+			"broker.refresh_interval", "0s is not positive", "the default (5s here)"},
+		{"refresh_interval too long", "broker:\n  refresh_interval: 31s " + marker + "\n" + vaultProv + roleR,
+			"broker.refresh_interval", "31s is too long", "use 30s or less"},
+		{"epoch_ttl zero", vaultProv + "    epoch_ttl: 0s " + marker + "\n" + roleR,
+			"providers.vault.epoch_ttl", "0s is not positive", "the default (24h here)"},
 		{"no provider block", vaultProv + "roles:\n  r: " + marker + "\n    description: nothing\n",
 			"roles.r", "the role grants nothing", "add a provider block"},
 		{"vault role without provider", "roles:\n  r:\n    vault: " + marker + "\n      policies: [p]\n",
@@ -130,7 +151,7 @@ func TestLoadReportsEveryProblemInFileOrder(t *testing.T) {
 	for _, fe := range fes {
 		got = append(got, fe.Path)
 	}
-	want := []string{"store.driver", "roles.r.max_ttl", "roles.r.vault.policies[0]"}
+	want := []string{"store.driver", "roles.r.ttl", "roles.r.max_ttl", "roles.r.vault.policies[0]"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("paths = %v, want %v\n%v", got, want, err)
 	}
@@ -150,5 +171,32 @@ func TestValidateWithoutFile(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), ":0") {
 		t.Errorf("Validate() without a file mentions a position: %v", err)
+	}
+}
+
+// TestRoleTTLAccepted: the shortest valid sessions load, and an unset ttl
+// or max_ttl defaults so as to fit the other.
+func TestRoleTTLAccepted(t *testing.T) {
+	tests := []struct {
+		name, ttls  string
+		ttl, maxTTL Duration
+	}{
+		{"minimum ttl", "    ttl: 30s\n", Duration(30 * time.Second), Duration(time.Hour)},
+		{"short max_ttl lowers the default ttl", "    max_ttl: 40s\n", Duration(40 * time.Second), Duration(40 * time.Second)},
+		{"long ttl raises the default max_ttl", "    ttl: 2h\n", Duration(2 * time.Hour), Duration(2 * time.Hour)},
+		{"neither", "", Duration(DefaultTTL), Duration(DefaultMaxTTL)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			isolateEnv(t)
+			yaml := vaultProv + "roles:\n  r:\n" + tt.ttls + "    vault:\n      policies: [p]\n"
+			c, err := Load(writeConfig(t, yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := c.Roles["r"]; r.TTL != tt.ttl || r.MaxTTL != tt.maxTTL {
+				t.Errorf("ttl, max_ttl = %s, %s; want %s, %s", r.TTL, r.MaxTTL, tt.ttl, tt.maxTTL)
+			}
+		})
 	}
 }

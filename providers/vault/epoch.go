@@ -63,7 +63,10 @@ func (p *Provider) newEpoch(ctx context.Context) (*epoch, error) {
 	sec, err := p.client.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{
 		DisplayName: "credbroker-epoch",
 		TTL:         ttl.String(),
-		Metadata:    map[string]string{metaSession: p.self, metaRole: "epoch"},
+		// Made without a token role, so this cap holds for renewals too:
+		// nothing, even with the epoch token, keeps the tree past its life.
+		ExplicitMaxTTL: ttl.String(),
+		Metadata:       map[string]string{metaSession: p.self, metaRole: "epoch"},
 	})
 	if err != nil {
 		// Vault answered with an error: nothing was created, so the intent

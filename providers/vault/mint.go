@@ -22,13 +22,21 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 	if role.Vault == nil {
 		return providers.Grant{}, fmt.Errorf("vault: role %s has no vault block", role.Name)
 	}
-	ttl := time.Until(s.ExpiresAt)
-	if s.TTL > 0 {
-		ttl = s.TTL
+	ttl, err := p.timeLeft(s)
+	if err != nil {
+		return providers.Grant{}, err
 	}
 	sec, err := p.createSessionToken(ctx, s, role, ttl)
 	if err != nil {
 		return providers.Grant{}, err
+	}
+	if d := time.Duration(sec.Auth.LeaseDuration) * time.Second; d < ttl-time.Second {
+		// Not renewable (see createSessionToken): the session loses Vault
+		// access at d. Vault capped it: the token role's token_max_ttl or
+		// token_explicit_max_ttl, or the token mount's max_lease_ttl.
+		p.log.Warn("vault made the session token shorter than the session; raise the token role's token_explicit_max_ttl "+
+			"(and the token mount's max_lease_ttl) to at least the roles' max_ttl",
+			"session", s.ID, "token_ttl", d, "session_left", ttl)
 	}
 	if sec.Auth.Orphan {
 		// An orphan is not below the epoch: revoke --all would miss it.
@@ -82,15 +90,40 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 	return g, nil
 }
 
+// timeLeft is the life of a session token: the time to the session's end
+// in whole seconds (Vault's unit), less one second for the time between
+// now and Vault registering the token, so that it never ends after the
+// session (it ends one to two seconds before).
+func (p *Provider) timeLeft(s providers.Session) (time.Duration, error) {
+	left := s.ExpiresAt.Sub(p.now())
+	if s.ExpiresAt.IsZero() {
+		left = s.TTL
+	}
+	left = (left - time.Second).Truncate(time.Second)
+	if left < time.Second {
+		return 0, fmt.Errorf("vault: session %s ends before a token could be created for it", s.ID)
+	}
+	return left, nil
+}
+
 // createSessionToken creates the session token through the token role as a
 // child of the epoch. If the epoch was revoked behind the broker's back
 // (403), it starts a new epoch and tries once more.
+//
+// The token ends at the session's end and cannot be renewed, by anyone:
+// Vault renews a token made through a token role up to the role's
+// token_explicit_max_ttl and ignores the token's own explicit_max_ttl
+// (vault/token_store.go authRenew, v1.21), so a renewable session token
+// could be renewed from inside the session to the role's cap (12h in the
+// docs). explicit_max_ttl still caps the token's first TTL, as a token
+// role with a token_period would otherwise set it to the period. Its
+// children and the leases read with it are revoked by Vault when it expires.
 func (p *Provider) createSessionToken(ctx context.Context, s providers.Session, role configs.Role, ttl time.Duration) (*api.Secret, error) {
-	renewable := true
+	renewable := false
 	req := &api.TokenCreateRequest{
 		Policies:       role.Vault.Policies,
-		TTL:            ttl.Round(time.Second).String(),
-		ExplicitMaxTTL: ttl.Round(time.Second).String(),
+		TTL:            ttl.String(),
+		ExplicitMaxTTL: ttl.String(),
 		DisplayName:    "credbroker-" + s.ID,
 		Metadata:       map[string]string{metaSession: s.ID, metaRole: role.Name},
 		Renewable:      &renewable,

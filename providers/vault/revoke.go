@@ -13,10 +13,12 @@ import (
 	"github.com/credbroker/credbroker/providers"
 )
 
-// Renew extends a session token (with the token itself, read back from the
-// session dir) or a secret lease, up to the session's end.
+// Renew extends a secret lease (with the session token, read back from the
+// session dir) up to the session's end. Session tokens are created
+// non-renewable and ending with their session, so only a token lease
+// recorded as renewable (by an older broker) is renewed, up to the same end.
 func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Lease, files providers.FileReader) (providers.Grant, error) {
-	inc := int(time.Until(s.ExpiresAt).Seconds())
+	inc := int(s.ExpiresAt.Sub(p.now()).Seconds())
 	if inc <= 0 || !l.Renewable {
 		return providers.Grant{}, providers.ErrNotRenewable
 	}
@@ -33,12 +35,18 @@ func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Leas
 	switch l.Kind {
 	case KindToken:
 		sec, err := c.Auth().Token().RenewSelfWithContext(ctx, inc)
+		if notRenewable(err) {
+			return providers.Grant{}, providers.ErrNotRenewable
+		}
 		if err != nil {
 			return providers.Grant{}, fmt.Errorf("vault: renew token %s: %w", l.ExternalID, describe(err))
 		}
 		ttl = sec.Auth.LeaseDuration
 	case KindSecret:
 		sec, err := c.Sys().RenewWithContext(ctx, l.ExternalID, inc)
+		if notRenewable(err) {
+			return providers.Grant{}, providers.ErrNotRenewable
+		}
 		if err != nil {
 			return providers.Grant{}, fmt.Errorf("vault: renew lease %s: %w", l.ExternalID, describe(err))
 		}
@@ -53,6 +61,12 @@ func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Leas
 		nl.Renewable = false // Vault would not extend it further
 	}
 	return providers.Grant{Leases: []leases.Lease{nl}}, nil
+}
+
+// notRenewable reports whether Vault refused a renewal because the token or
+// lease is not renewable, as a session token is.
+func notRenewable(err error) bool {
+	return isStatus(err, 400) && strings.Contains(err.Error(), "lease is not renewable")
 }
 
 // Revoke revokes one lease. Revoking a token by accessor revokes its child

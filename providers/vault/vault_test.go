@@ -36,6 +36,13 @@ var devRole = configs.Role{
 
 func newProvider(t *testing.T, srv *vaulttest.Server) (*vault.Provider, leases.Store) {
 	t.Helper()
+	return newProviderWithRole(t, srv, vaulttest.TokenRole)
+}
+
+// newProviderWithRole is newProvider creating session tokens through
+// tokenRole.
+func newProviderWithRole(t *testing.T, srv *vaulttest.Server, tokenRole string) (*vault.Provider, leases.Store) {
+	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "leases.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +52,7 @@ func newProvider(t *testing.T, srv *vaulttest.Server) (*vault.Provider, leases.S
 	p, err := vault.New(context.Background(), configs.VaultProvider{
 		Address:   srv.Addr,
 		Auth:      configs.VaultAuth{TokenEnv: "CREDBROKER_TEST_VAULT_TOKEN"},
-		TokenRole: vaulttest.TokenRole,
+		TokenRole: tokenRole,
 		EpochTTL:  configs.Duration(2 * time.Hour),
 	}, storeJournal{st}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -217,7 +224,10 @@ func TestFailedSecretRevokesToken(t *testing.T) {
 	}
 }
 
-func TestRenewExtendsUpToSessionEnd(t *testing.T) {
+// TestSessionLeasesNeedNoRenewal: the session token already lives to the
+// session's end and cannot be extended, and PKI certificates are not
+// renewable; Renew says so for both instead of failing.
+func TestSessionLeasesNeedNoRenewal(t *testing.T) {
 	srv := vaulttest.Start(t)
 	vaulttest.Seed(t, srv)
 	p, _ := newProvider(t, srv)
@@ -239,16 +249,17 @@ func TestRenewExtendsUpToSessionEnd(t *testing.T) {
 	if tokLease.ID == "" || certLease.ID == "" {
 		t.Fatalf("want a token lease and a PKI lease, got %v", providertest.LeasesOf(g.Leases))
 	}
-	ng, err := p.Renew(ctx, s, tokLease, providertest.Files(g.Files))
-	if err != nil {
-		t.Fatalf("renew token: %v", err)
+	if got := tokLease.ExpiresAt; got.After(s.ExpiresAt) || got.Before(s.ExpiresAt.Add(-3*time.Second)) {
+		t.Errorf("token expires %v; want at the session's end %v (at most 3s before)", got, s.ExpiresAt)
 	}
-	if got := ng.Leases[0].ExpiresAt; got.After(s.ExpiresAt.Add(2*time.Second)) || got.Before(time.Now()) {
-		t.Errorf("renewed token expires %v; want in the future and not after the session's end %v", got, s.ExpiresAt)
-	}
-	// PKI certificates are not renewable: Renew says so instead of failing.
-	if _, err := p.Renew(ctx, s, certLease, providertest.Files(g.Files)); !errors.Is(err, providers.ErrNotRenewable) {
-		t.Errorf("renew PKI lease: got %v, want ErrNotRenewable", err)
+	// Recorded as renewable or not (a record from an older broker says it
+	// is), Vault refuses and Renew says so.
+	forced := tokLease
+	forced.Renewable = true
+	for _, l := range []leases.Lease{tokLease, forced, certLease} {
+		if _, err := p.Renew(ctx, s, l, providertest.Files(g.Files)); !errors.Is(err, providers.ErrNotRenewable) {
+			t.Errorf("renew %s lease (recorded renewable=%v): got %v, want ErrNotRenewable", l.Kind, l.Renewable, err)
+		}
 	}
 }
 
