@@ -64,6 +64,12 @@ func (b *Broker) validate(ps *problems) {
 				"uid %d is negative", uid)
 		}
 	}
+	for i, uid := range b.AdminUIDs {
+		if uid < 0 {
+			ps.add(p.with("admin_uids").index(i), "use a user id from id -u (0 or more)",
+				"uid %d is negative", uid)
+		}
+	}
 	if b.RefreshInterval <= 0 {
 		ps.add(p.with("refresh_interval"), "use a positive duration such as 5s",
 			"%s is not positive", b.RefreshInterval)
