@@ -61,7 +61,7 @@ func newIncidentCmd(g *globalOpts) *cobra.Command {
 the daemon's own uid and broker.admin_uids. Any other caller gets exit 4 and
 the lock stays; the refusal is audited. Declaring an incident (revoke --all)
 is open to every caller the daemon admits.`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := g.client().ClearIncident(cmd.Context()); err != nil {
 				return err
