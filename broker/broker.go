@@ -39,6 +39,9 @@ var (
 type Caller struct {
 	UID int
 	PID int
+	// GIDs are the caller's primary and supplementary group ids (from
+	// SO_PEERCRED and SO_PEERGROUPS).
+	GIDs []int
 }
 
 // Options configure a Broker.

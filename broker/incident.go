@@ -275,8 +275,15 @@ func (b *Broker) finishSessions(ctx context.Context, ss []leases.Session, reason
 	}
 }
 
-// ClearIncident lifts the incident lock.
+// ClearIncident lifts the incident lock. Only an admin may: declaring an
+// incident is a safety action any admitted caller may take, lifting it
+// lets sessions start again.
 func (b *Broker) ClearIncident(ctx context.Context, c Caller) error {
+	if !b.isAdmin(c.UID) {
+		err := fmt.Errorf("%w: uid %d may not clear the incident: only an admin may (%s); ask one, or add the uid to broker.admin_uids",
+			ErrForbidden, c.UID, b.adminsText())
+		return b.refuse(Event{Event: EvAccessRefused}, c, err)
+	}
 	_, ok, err := b.store.GetIncident(ctx)
 	if err != nil {
 		return err

@@ -53,8 +53,9 @@ type Server struct {
 	stopOnce sync.Once
 }
 
-// NewServer returns the API server. Only uids in allowed, the daemon's own
-// uid and root may call it.
+// NewServer returns the API server. Only uids in allowed and admins (root,
+// the daemon's own uid, broker.admin_uids) may call it; what each may do
+// is checked by the broker (roles, incident clear, other users' sessions).
 func NewServer(b *Broker, allowed []int, log *slog.Logger) *Server {
 	s := &Server{b: b, allowed: allowed, log: log, stopping: make(chan struct{})}
 	mux := http.NewServeMux()
@@ -140,9 +141,9 @@ func (s *Server) authorize(next http.Handler) http.Handler {
 			writeErr(w, fmt.Errorf("%w: cannot identify the caller: %v", ErrForbidden, err))
 			return
 		}
-		if c.UID != 0 && c.UID != daemonUID && !slices.Contains(s.allowed, c.UID) {
+		if !s.b.isAdmin(c.UID) && !slices.Contains(s.allowed, c.UID) {
 			s.log.Warn("refused a caller not in allowed_uids", "caller_uid", c.UID, "caller_pid", c.PID, "path", r.URL.Path)
-			s.b.record(Event{Event: "api.refused", CallerUID: uidPtr(c.UID), CallerPID: c.PID, Reason: r.Method + " " + r.URL.Path})
+			s.b.record(Event{Event: EvAPIRefused, CallerUID: uidPtr(c.UID), CallerPID: c.PID, Reason: r.Method + " " + r.URL.Path})
 			writeErr(w, fmt.Errorf("%w: uid %d is not in broker.allowed_uids", ErrForbidden, c.UID))
 			return
 		}

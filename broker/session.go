@@ -88,6 +88,9 @@ func (b *Broker) checkStart(ctx context.Context, c Caller, req StartRequest) (co
 		return role, 0, 0, fmt.Errorf("%w %q: known roles are %s (see the roles section of %s)",
 			ErrUnknownRole, req.Role, strings.Join(names, ", "), b.cfg.Path)
 	}
+	if err := b.mayStart(c, role); err != nil {
+		return role, 0, 0, err
+	}
 	ttl := role.TTL.D()
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)
@@ -259,13 +262,16 @@ func (b *Broker) EndSession(ctx context.Context, c Caller, id, reason string) (S
 	return sessionInfo(s, ls), err
 }
 
-// mayEnd: root, the daemon's uid, the session's caller and its owner may
-// end (or hold) a session.
+// mayEnd: admins (root, the daemon's uid, broker.admin_uids), the
+// session's caller and its owner may end (or hold) a session; a refusal is
+// audited.
 func (b *Broker) mayEnd(c Caller, s leases.Session) error {
-	if c.UID != 0 && c.UID != s.CallerUID && c.UID != s.UID && !b.isDaemonUID(c.UID) {
-		return fmt.Errorf("%w: session %s belongs to uid %d", ErrForbidden, s.ID, s.CallerUID)
+	if b.isAdmin(c.UID) || c.UID == s.CallerUID || c.UID == s.UID {
+		return nil
 	}
-	return nil
+	err := fmt.Errorf("%w: session %s belongs to uid %d; only its owner or an admin (%s) may end or hold it",
+		ErrForbidden, s.ID, s.CallerUID, b.adminsText())
+	return b.refuse(Event{Event: EvAccessRefused, Session: s.ID, Role: s.Role}, c, err)
 }
 
 // CheckHold checks that c may hold session id (see Server.holdSession):

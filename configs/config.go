@@ -38,6 +38,10 @@ type Broker struct {
 	// and this uid; unset, they accept root and their own uid. The daemon
 	// refuses to start under another uid.
 	DaemonUID *int `yaml:"daemon_uid"`
+	// AdminUIDs may also clear an incident and end or hold any session.
+	// Root and the daemon's own uid always may: they hold the broker's
+	// authority anyway.
+	AdminUIDs []int `yaml:"admin_uids"`
 	// RefreshInterval is how often the refresher and reaper wake (default 5s).
 	RefreshInterval Duration `yaml:"refresh_interval"`
 	// HostID names this broker among those sharing a PostgreSQL store
@@ -114,6 +118,11 @@ type Role struct {
 	// TTL is the default session life; MaxTTL caps --ttl.
 	TTL    Duration `yaml:"ttl"`
 	MaxTTL Duration `yaml:"max_ttl"`
+	// AllowedUIDs and AllowedGroups (names or gids) narrow who may start
+	// a session of the role; with neither, every caller the socket admits
+	// may. Admins always may.
+	AllowedUIDs   []int    `yaml:"allowed_uids"`
+	AllowedGroups []string `yaml:"allowed_groups"`
 	// Vault, when set, gives the session a Vault token and secrets.
 	Vault *VaultRole `yaml:"vault"`
 	// AWS, when set, gives the session temporary STS credentials.

@@ -32,7 +32,7 @@ func TestLoadDecodeErrors(t *testing.T) {
 		{"mapping for a list", vaultProv + "roles:\n  r:\n    vault:\n      policies: " + marker + "\n        p: x\n",
 			"roles.r.vault.policies", "expected a list of strings, got a mapping", "write a list"},
 		{"string for a mapping", vaultProv + "roles:\n  r: readonly " + marker + "\n",
-			"roles.r", `expected a mapping, got "readonly"`, "write a mapping of: description, ttl, max_ttl, vault"},
+			"roles.r", `expected a mapping, got "readonly"`, "write a mapping of: description, ttl, max_ttl, allowed_uids"},
 		{"duplicate key", vaultProv + roleR + "  r: " + marker + "\n    ttl: 1m\n",
 			"roles.r", `"r" is set twice (first at line 5)`, "remove one of them"},
 	}

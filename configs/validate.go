@@ -78,6 +78,12 @@ func (b *Broker) validate(ps *problems) {
 		ps.add(p.with("daemon_uid"), "use the daemon user's id from id -u (0 or more)",
 			"uid %d is negative", *b.DaemonUID)
 	}
+	for i, uid := range b.AdminUIDs {
+		if uid < 0 {
+			ps.add(p.with("admin_uids").index(i), "use a user id from id -u (0 or more)",
+				"uid %d is negative", uid)
+		}
+	}
 	switch {
 	case b.RefreshInterval <= 0:
 		ps.add(p.with("refresh_interval"), "use a positive duration such as 5s",

@@ -36,6 +36,7 @@ func (c *Config) validateRoles(ps *problems) {
 				"%q is not a valid role name", name)
 		}
 		r.validateTTL(ps, p)
+		r.validateAccess(ps, p)
 		if len(r.ProviderNames()) == 0 {
 			ps.add(p, "add a provider block (vault, aws, ...) with what the session needs",
 				"the role grants nothing: it has no provider block")

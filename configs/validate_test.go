@@ -109,6 +109,14 @@ func TestValidateRules(t *testing.T) {
 			"broker.allowed_uids[1]", "uid -1 is negative", "id -u"},
 		{"daemon_uid negative", "broker:\n  daemon_uid: -2 " + marker + "\n" + vaultProv + roleR,
 			"broker.daemon_uid", "uid -2 is negative", "id -u"},
+		{"admin_uids negative", "broker:\n  admin_uids: [-2] " + marker + "\n" + vaultProv + roleR,
+			"broker.admin_uids[0]", "uid -2 is negative", "id -u"},
+		{"role allowed_uids negative", vaultProv + "roles:\n  r:\n    allowed_uids:\n      - -1 " + marker + "\n    vault:\n      policies: [p]\n",
+			"roles.r.allowed_uids[0]", "uid -1 is negative", "id -u"},
+		{"role allowed_groups unknown name", vaultProv + "roles:\n  r:\n    allowed_groups:\n      - root\n      - no-such-group-xyz " + marker + "\n    vault:\n      policies: [p]\n",
+			"roles.r.allowed_groups[1]", `no group "no-such-group-xyz" on this host`, "getent group"},
+		{"role allowed_groups negative gid", vaultProv + "roles:\n  r:\n    allowed_groups: [-5] " + marker + "\n    vault:\n      policies: [p]\n",
+			"roles.r.allowed_groups[0]", "gid -5 is negative", "or a gid"},
 		{"refresh_interval negative", "broker:\n  refresh_interval: -1s " + marker + "\n" + vaultProv + roleR,
 			"broker.refresh_interval", "-1s is not positive", "positive duration"},
 		{"socket relative", "broker:\n  socket: broker.sock " + marker + "\n" + vaultProv + roleR,
@@ -129,6 +137,25 @@ func TestValidateRules(t *testing.T) {
 			isolateEnv(t)
 			wantOneError(t, tt.yaml, tt.path, tt.msg, tt.hint)
 		})
+	}
+}
+
+// TestRoleAccessAccepted: group names and gids (a YAML number) both load.
+func TestRoleAccessAccepted(t *testing.T) {
+	isolateEnv(t)
+	yaml := vaultProv + "roles:\n  r:\n    allowed_uids: [0, 65534]\n    allowed_groups: [root, 65534]\n    vault:\n      policies: [p]\n"
+	c, err := Load(writeConfig(t, yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Roles["r"]
+	if !r.Restricted() || len(r.AllowedUIDs) != 2 || strings.Join(r.AllowedGroups, ",") != "root,65534" {
+		t.Fatalf("role = %+v", r)
+	}
+	for _, g := range r.AllowedGroups {
+		if _, err := LookupGroup(g); err != nil {
+			t.Errorf("LookupGroup(%q): %v", g, err)
+		}
 	}
 }
 

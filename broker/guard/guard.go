@@ -227,3 +227,17 @@ func (g *Guard) lookup(v []byte) (Fingerprint, bool) {
 	fp, ok := g.fps[g.mac(v)]
 	return fp, ok && fp.Expires.After(g.now())
 }
+
+// Verify returns the live fingerprint mac (hex, as in Hit.Fingerprint)
+// when it belongs to session: a reported hit is believed only when the
+// reporter could fingerprint one of that session's secrets, which takes
+// the broker's key and the secret (or the broker's fingerprint file).
+func (g *Guard) Verify(session, mac string) (Fingerprint, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	fp, ok := g.fps[mac]
+	if !ok || mac == "" || fp.Session != session || !fp.Expires.After(g.now()) {
+		return Fingerprint{}, false
+	}
+	return fp, true
+}

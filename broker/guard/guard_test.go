@@ -230,3 +230,40 @@ func chmod(t *testing.T, p string, m os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// TestVerify: a hit's fingerprint is accepted for the session whose secret
+// it is, and for no other session; a made-up, empty or expired one never.
+func TestVerify(t *testing.T) {
+	g, tok, awsSecret := newGuard(t)
+	hits := g.Scan("f", lines("a="+tok+"\nb="+awsSecret))
+	if len(hits) != 2 {
+		t.Fatalf("want 2 hits, got %+v", hits)
+	}
+	macOne, macTwo := hits[0].Fingerprint, hits[1].Fingerprint
+	if hits[0].Session != "s-one" || hits[1].Session != "s-two" || len(macOne) != 64 {
+		t.Fatalf("hits = %+v", hits)
+	}
+	cases := []struct {
+		name, session, mac string
+		ok                 bool
+	}{
+		{"own fingerprint", "s-one", macOne, true},
+		{"other session's fingerprint", "s-two", macOne, false},
+		{"other session's, the other way", "s-one", macTwo, false},
+		{"made up", "s-one", strings.Repeat("ab", 32), false},
+		{"empty", "s-one", "", false},
+		{"unknown session", "s-three", macOne, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fp, ok := g.Verify(tc.session, tc.mac)
+			if ok != tc.ok || (ok && fp.Session != tc.session) {
+				t.Fatalf("Verify(%s) = %+v, %v; want ok=%v", tc.session, fp, ok, tc.ok)
+			}
+		})
+	}
+	g.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	if _, ok := g.Verify("s-one", macOne); ok {
+		t.Fatal("an expired fingerprint verified")
+	}
+}

@@ -16,6 +16,10 @@ type Hit struct {
 	Provider string
 	What     string
 	Encoding string // "plain", "split", "base64", "url"
+	// Fingerprint is the secret's keyed fingerprint (hex HMAC, never the
+	// secret): the daemon accepts a reported hit only when it is one of
+	// the named session's (see Guard.Verify).
+	Fingerprint string
 }
 
 // Line is one line of input with its number in its file.
@@ -116,7 +120,7 @@ func (g *Guard) scanRuns(file string, lines []Line, enc string, add func(Hit)) {
 					if enc == "plain" && end > r.start+len(r.text) {
 						e = "split"
 					}
-					add(Hit{File: file, Line: r.line, Session: fp.Session, Provider: fp.Provider, What: fp.What, Encoding: e})
+					add(Hit{File: file, Line: r.line, Session: fp.Session, Provider: fp.Provider, What: fp.What, Encoding: e, Fingerprint: fp.MAC})
 				}
 			}
 		}
@@ -149,7 +153,7 @@ func (g *Guard) scanBase64(file string, runs []run, add func(Hit)) {
 			for _, n := range g.lengths() {
 				if len(t) >= n {
 					if fp, ok := g.lookup(t[:n]); ok {
-						add(Hit{File: file, Line: runs[0].line, Session: fp.Session, Provider: fp.Provider, What: fp.What, Encoding: "base64"})
+						add(Hit{File: file, Line: runs[0].line, Session: fp.Session, Provider: fp.Provider, What: fp.What, Encoding: "base64", Fingerprint: fp.MAC})
 					}
 				}
 			}

@@ -143,7 +143,7 @@ func runGuardScan(ctx context.Context, g *globalOpts, o *guardOpts, paths []stri
 	for _, h := range hits {
 		fmt.Fprintf(g.out, "%s:%d: %s of session %s (%s, %s)\n", h.File, h.Line, h.What, h.Session, h.Provider, h.Encoding)
 		rep := broker.GuardHit{Session: h.Session, Provider: h.Provider, What: h.What, File: h.File, Line: h.Line,
-			Encoding: h.Encoding, Revoke: !o.noRevoke && !revoked[h.Session]}
+			Encoding: h.Encoding, Fingerprint: h.Fingerprint, Revoke: !o.noRevoke && !revoked[h.Session]}
 		if _, err := g.client().ReportGuardHit(context.WithoutCancel(ctx), rep); err != nil {
 			fmt.Fprintf(g.errOut, "credbroker: guard: report to the daemon: %v\n", err)
 		} else if rep.Revoke {

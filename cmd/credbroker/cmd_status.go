@@ -56,8 +56,12 @@ func newIncidentCmd(g *globalOpts) *cobra.Command {
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "clear",
-		Short: "Lift the incident lock so sessions can start again",
-		Args:  cobra.NoArgs,
+		Short: "Lift the incident lock so sessions can start again (admins only)",
+		Long: `Lift the incident lock so sessions can start again. Only admins may: root,
+the daemon's own uid and broker.admin_uids. Any other caller gets exit 4 and
+the lock stays; the refusal is audited. Declaring an incident (revoke --all)
+is open to every caller the daemon admits.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := g.client().ClearIncident(cmd.Context()); err != nil {
 				return err

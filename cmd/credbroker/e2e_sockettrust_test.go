@@ -15,9 +15,6 @@ import (
 	"github.com/credbroker/credbroker/providers/vault/vaulttest"
 )
 
-// asNobody runs a process as uid and gid 65534, a second local user.
-var asNobody = &syscall.Credential{Uid: 65534, Gid: 65534}
-
 // TestE2EClientRefusesForeignDaemon: a daemon run by another uid (here
 // nobody, as another local user who took the socket's place would) is
 // refused by the CLI before anything is sent: `status` fails naming the
