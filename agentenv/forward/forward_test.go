@@ -236,4 +236,3 @@ func TestForwarderServeEndsTunnels(t *testing.T) {
 func isReset(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "connection reset")
 }
-
