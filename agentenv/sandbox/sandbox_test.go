@@ -29,6 +29,9 @@ func spec(e Engine) Spec {
 	}
 }
 
+// egressSock is a session's egress gateway socket on the host.
+const egressSock = "/run/user/1000/credbroker/egress/s-abcdefghijklmnop.sock"
+
 // render shows a plan: its environment, then one argument per line, then
 // the shell line `sandbox args` prints.
 func render(p Plan) []byte {
@@ -68,6 +71,9 @@ func TestPlanGolden(t *testing.T) {
 			s.Network, s.KeepEnv, s.TTY, s.Project = "host", []string{"ANTHROPIC_API_KEY", "NPM_TOKEN"}, true, ""
 		}},
 		{"docker-network-name", func(s *Spec) { s.Network = "agents_net" }},
+		{"docker-egress", func(s *Spec) { s.EgressSocket = egressSock }},
+		{"podman-egress", func(s *Spec) { s.Engine, s.EgressSocket = Podman, egressSock }},
+		{"bwrap-egress", func(s *Spec) { s.Engine, s.Image, s.EgressSocket = Bwrap, "", egressSock }},
 		{"podman-rootless", func(s *Spec) { s.Engine = Podman }},
 		{"podman-root", func(s *Spec) { s.Engine, s.Rootless, s.UID, s.GID = Podman, false, 65534, 65534 }},
 		{"bwrap-rootless", func(s *Spec) { s.Engine, s.Image = Bwrap, "" }},
@@ -104,6 +110,14 @@ func TestComposeGolden(t *testing.T) {
 	}
 	golden(t, "compose-network-keep.golden", y)
 
+	s = spec(Compose)
+	s.Name, s.EgressSocket = "agent", egressSock
+	y, err = ComposeService(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "compose-egress.golden", y)
+
 	if _, err := spec(Compose).Plan(); !errors.Is(err, ErrInvalid) {
 		t.Errorf("compose Plan: %v, want ErrInvalid (compose has no command line)", err)
 	}
@@ -131,6 +145,8 @@ func TestValidate(t *testing.T) {
 		{"bwrap network", func(s *Spec) { s.Engine, s.Network = Bwrap, "agents" }, "bubblewrap can only"},
 		{"name", func(s *Spec) { s.Name = "-x" }, "name"},
 		{"keep-env", func(s *Spec) { s.KeepEnv = []string{"A=B"} }, "keep-env"},
+		{"relative egress socket", func(s *Spec) { s.EgressSocket = "egress.sock" }, "egress socket"},
+		{"comma in egress socket", func(s *Spec) { s.EgressSocket = "/run/a,readonly=false" }, "egress socket"},
 		{"no command", func(s *Spec) { s.Argv = nil }, "no command"},
 	} {
 		s := spec(Docker)
