@@ -80,6 +80,56 @@ echo "ifaces: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ,)"
 	}
 }
 
+// TestSandboxEgressDocker: the same in a real Docker container (the FROM
+// scratch busybox image) started from the printed command line: busybox
+// wget follows http_proxy through the forwarder and the gateway socket to
+// the host, and without the proxy (-Y off) cannot connect; the container
+// has only lo. (No wget -T: Debian's static busybox crashes with it.)
+func TestSandboxEgressDocker(t *testing.T) {
+	t.Parallel()
+	sandboxtest.RequireEngine(t, "docker")
+	img := sandboxtest.Image(t)
+	e := newE2EAt(t, nil, closedAddr(t))
+	if err := os.Chmod(e.dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	dir := fakeSession(t, e.dir, randomID("egd"), time.Now().Add(time.Hour), nobody, false)
+	gw := forwardtest.Start(t)
+	url, addr := egressWeb(t)
+	script := `echo "http: $http_proxy all=$ALL_PROXY no=${no_proxy-unset}"
+echo "via-http: $(wget -q -O- ` + url + `/ 2>&1)"
+wget -q -Y off -O- ` + url + `/ >/dev/null 2>&1; echo "direct: $?"
+echo "ifaces: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ,)"`
+	name := "credbroker-egress-" + newMark()
+	line := e.mustCLI(t, "sandbox", "args", "--engine", "docker", "--image", img, "--name", name, "--session-dir", dir,
+		"--egress-socket", gw.Socket, "--no-project", "--keep-env", "no_proxy", "--", "sh", "-c", script).stdout
+	if !strings.Contains(line, "src="+gw.Socket+",dst=/run/credbroker-egress.sock,readonly") || !strings.Contains(line, "--network none") {
+		t.Fatalf("sandbox args does not mount the socket into a network-less container:\n%s", line)
+	}
+	defer exec.Command("docker", "rm", "-f", name).Run()
+	cmd := exec.Command("sh", "-c", line)
+	cmd.Env = baseEnv("no_proxy=*")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sandbox: %v\n%s", err, out)
+	}
+	got := lines(string(out))
+	want := map[string]string{
+		"http":     "http://127.0.0.1:3128 all=socks5h://127.0.0.1:1080 no=unset",
+		"via-http": "egress-ok",
+		"direct":   "1",
+		"ifaces":   "lo,",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q\n%s", k, got[k], v, out)
+		}
+	}
+	if n := strings.Count(strings.Join(gw.Seen(), " "), addr); n != 1 {
+		t.Errorf("the gateway relayed %d connections to %s (saw %q), want 1", n, addr, gw.Seen())
+	}
+}
+
 // TestExecEgressForwarderEnds: `credbroker exec` on the host with a
 // gateway socket starts the forwarder as a child of the agent (the
 // process exec becomes); the forwarder relays while the agent runs and is
