@@ -220,3 +220,35 @@ func procGone(pid int) bool {
 	f := strings.Fields(string(b[i+1:]))
 	return len(f) == 0 || slices.Contains([]string{"Z", "X"}, f[0])
 }
+
+// TestSandboxArgsEgressRefusesAndWarns: --egress-socket must name a Unix
+// socket (a mistyped path would give a sandbox with no way out), and a
+// sandbox with a network of its own is printed with a warning that the
+// egress rules are then not enforced.
+func TestSandboxArgsEgressRefusesAndWarns(t *testing.T) {
+	t.Parallel()
+	e := newE2EAt(t, nil, closedAddr(t))
+	dir := fakeSession(t, e.dir, randomID("egw"), time.Now().Add(time.Hour), nobody, false)
+	gw := forwardtest.Start(t)
+	notSock := filepath.Join(e.dir, "not-a-socket")
+	if err := os.WriteFile(notSock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"sandbox", "args", "--engine", "docker", "--session-dir", dir, "--no-project"}
+	for _, tc := range []struct {
+		name, sock, network string
+		code                int
+		stderr              string
+	}{
+		{"not a socket", notSock, "none", exitUsage, "not a Unix socket"},
+		{"missing", filepath.Join(e.dir, "missing.sock"), "none", exitUsage, "no such file"},
+		{"host network", gw.Socket, "host", 0, "egress rules of the session's role are not enforced"},
+		{"named network", gw.Socket, "agents_net", 0, "--network agents_net gives the sandbox a direct route out"},
+		{"no network", gw.Socket, "none", 0, ""},
+	} {
+		r := e.cli(t, append(base, "--egress-socket", tc.sock, "--network", tc.network, "--", "true")...)
+		if r.code != tc.code || (tc.stderr != "" && !strings.Contains(r.stderr, tc.stderr)) || (tc.stderr == "" && r.stderr != "") {
+			t.Errorf("%s: want exit %d and stderr %q: %s", tc.name, tc.code, tc.stderr, r)
+		}
+	}
+}
