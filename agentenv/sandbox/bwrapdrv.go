@@ -38,6 +38,11 @@ func startBwrap(s Spec, plan Plan, o Options) (*exec.Cmd, driver, error) {
 			}
 		}
 	}
+	if s.EgressSocket != "" {
+		if err := CheckConnectable(s.EgressSocket, s.UID, s.GID, true); err != nil {
+			return nil, nil, err
+		}
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, nil, fmt.Errorf("sandbox: %w", err)

@@ -216,3 +216,42 @@ func TestCheckReachable(t *testing.T) {
 		t.Errorf("a 0500 dir of another uid: %v", err)
 	}
 }
+
+// TestCheckConnectable reads mode bits only, so it needs no other uid.
+func TestCheckConnectable(t *testing.T) {
+	base := t.TempDir()
+	if err := os.Chmod(filepath.Dir(base), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(base, "gw.sock")
+	if err := os.WriteFile(sock, nil, 0o600); err != nil { // mode bits are all that is read
+		t.Fatal(err)
+	}
+	const other = 54321
+	for _, tc := range []struct {
+		mode    os.FileMode
+		parents bool
+		dirMode os.FileMode
+		msg     string
+	}{
+		{0o600, false, 0o711, "cannot connect"},
+		{0o666, false, 0o711, ""},
+		{0o666, true, 0o711, ""},
+		{0o666, true, 0o700, "cannot reach"},
+		{0o666, false, 0o700, ""}, // a container engine mounts as root
+	} {
+		if err := os.Chmod(sock, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(base, tc.dirMode); err != nil {
+			t.Fatal(err)
+		}
+		err := CheckConnectable(sock, other, other, tc.parents)
+		if (tc.msg == "") != (err == nil) || (err != nil && (!errors.Is(err, ErrEngine) || !strings.Contains(err.Error(), tc.msg))) {
+			t.Errorf("socket %#o, dir %#o, parents %v: %v, want %q", tc.mode, tc.dirMode, tc.parents, err, tc.msg)
+		}
+	}
+	if err := os.Chmod(base, 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
