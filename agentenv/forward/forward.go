@@ -86,10 +86,11 @@ func listen(addr, def string) (net.Listener, error) {
 	if addr == "" {
 		addr = def
 	}
-	l, err := net.Listen("tcp", addr)
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", addr)
 	if errors.Is(err, syscall.EADDRINUSE) {
 		host, _, _ := net.SplitHostPort(addr)
-		return net.Listen("tcp", net.JoinHostPort(host, "0"))
+		return lc.Listen(context.Background(), "tcp", net.JoinHostPort(host, "0"))
 	}
 	return l, err
 }
@@ -105,7 +106,7 @@ func (f *Forwarder) SOCKSAddr() string { return f.socks.Addr().String() }
 func (f *Forwarder) Serve(ctx context.Context) error {
 	errc := make(chan error, 2)
 	for _, l := range []net.Listener{f.http, f.socks} {
-		go func() { errc <- f.accept(l) }()
+		go func() { errc <- f.accept(ctx, l) }()
 	}
 	var err error
 	select {
@@ -129,7 +130,7 @@ func (f *Forwarder) Close() {
 	f.conns = nil // track refuses from now on
 }
 
-func (f *Forwarder) accept(l net.Listener) error {
+func (f *Forwarder) accept(ctx context.Context, l net.Listener) error {
 	for {
 		c, err := l.Accept()
 		if errors.Is(err, net.ErrClosed) {
@@ -153,7 +154,7 @@ func (f *Forwarder) accept(l net.Listener) error {
 		go func() {
 			defer f.wg.Done()
 			defer f.untrack(c)
-			f.handle(c)
+			f.handle(ctx, c)
 		}()
 	}
 }
@@ -176,10 +177,10 @@ func (f *Forwarder) untrack(c net.Conn) {
 }
 
 // handle dials the gateway for one client connection and relays.
-func (f *Forwarder) handle(c net.Conn) {
+func (f *Forwarder) handle(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	d := net.Dialer{Timeout: dialTimeout}
-	up, err := d.Dial("unix", f.socket)
+	up, err := d.DialContext(ctx, "unix", f.socket)
 	if err != nil {
 		// Nothing was sent upstream; the client sees its connection
 		// closed, as with any proxy that cannot reach its upstream.

@@ -137,11 +137,11 @@ func (g *Gateway) http(c *bufConn) {
 			g.record(req.Host)
 			up, err := net.Dial("tcp", req.Host)
 			if err != nil {
-				io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+				_, _ = io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
 				return
 			}
 			defer up.Close()
-			io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
+			_, _ = io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
 			relay(c, up.(*net.TCPConn))
 			return
 		}
@@ -149,7 +149,7 @@ func (g *Gateway) http(c *bufConn) {
 		req.RequestURI = ""
 		resp, err := g.tr.RoundTrip(req)
 		if err != nil {
-			io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+			_, _ = io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
 			return
 		}
 		err = resp.Write(c)
@@ -169,7 +169,7 @@ func (g *Gateway) socks(c *bufConn) {
 	if _, err := io.ReadFull(c, make([]byte, hdr[1])); err != nil {
 		return
 	}
-	c.Write([]byte{5, 0})
+	_, _ = c.Write([]byte{5, 0})
 	req := make([]byte, 4)
 	if _, err := io.ReadFull(c, req); err != nil || req[1] != 1 {
 		return
@@ -178,17 +178,17 @@ func (g *Gateway) socks(c *bufConn) {
 	switch req[3] {
 	case 1:
 		ip := make([]byte, 4)
-		io.ReadFull(c, ip)
+		_, _ = io.ReadFull(c, ip)
 		host = net.IP(ip).String()
 	case 3:
 		n := make([]byte, 1)
-		io.ReadFull(c, n)
+		_, _ = io.ReadFull(c, n)
 		name := make([]byte, n[0])
-		io.ReadFull(c, name)
+		_, _ = io.ReadFull(c, name)
 		host = string(name)
 	case 4:
 		ip := make([]byte, 16)
-		io.ReadFull(c, ip)
+		_, _ = io.ReadFull(c, ip)
 		host = net.IP(ip).String()
 	default:
 		return
@@ -201,11 +201,11 @@ func (g *Gateway) socks(c *bufConn) {
 	g.record(dst)
 	up, err := net.Dial("tcp", dst)
 	if err != nil {
-		c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
+		_, _ = c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
 		return
 	}
 	defer up.Close()
-	c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
+	_, _ = c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
 	relay(c, up.(*net.TCPConn))
 }
 
@@ -213,11 +213,11 @@ func (g *Gateway) socks(c *bufConn) {
 func relay(c *bufConn, up *net.TCPConn) {
 	done := make(chan struct{})
 	go func() {
-		io.Copy(up, c)
-		up.CloseWrite()
+		_, _ = io.Copy(up, c)
+		_ = up.CloseWrite()
 		close(done)
 	}()
-	io.Copy(c, up)
-	c.CloseWrite()
+	_, _ = io.Copy(c, up)
+	_ = c.CloseWrite()
 	<-done
 }
