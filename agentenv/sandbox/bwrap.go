@@ -58,7 +58,7 @@ func bwrapPlan(s Spec) Plan {
 	a = append(a, "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/run")
 	a = append(a, "--ro-bind", s.SessionDir, SessionMount)
 	a = append(a, "--ro-bind", s.Binary, BinaryMount)
-	if s.EgressSocket != "" {
+	if s.MountsEgress() {
 		a = append(a, "--ro-bind", s.EgressSocket, agentenv.SandboxEgressSocket)
 	}
 	if s.Project != "" {

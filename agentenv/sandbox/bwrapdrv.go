@@ -38,7 +38,7 @@ func startBwrap(s Spec, plan Plan, o Options) (*exec.Cmd, driver, error) {
 			}
 		}
 	}
-	if s.EgressSocket != "" {
+	if s.MountsEgress() {
 		if err := CheckConnectable(s.EgressSocket, s.UID, s.GID, true); err != nil {
 			return nil, nil, err
 		}

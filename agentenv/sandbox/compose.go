@@ -64,7 +64,7 @@ func ComposeService(s Spec) ([]byte, error) {
 	}
 	composeBind(line, s.SessionDir, SessionMount, true)
 	composeBind(line, s.Binary, BinaryMount, true)
-	if s.EgressSocket != "" {
+	if s.MountsEgress() {
 		composeBind(line, s.EgressSocket, agentenv.SandboxEgressSocket, true)
 	}
 	ex := s.execArgv()

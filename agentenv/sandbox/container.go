@@ -23,7 +23,7 @@ type containerDriver struct {
 }
 
 func startContainer(ctx context.Context, s Spec, plan Plan, o Options) (*exec.Cmd, driver, error) {
-	if s.EgressSocket != "" && !s.Rootless {
+	if s.MountsEgress() && !s.Rootless {
 		// The engine mounts as root; the container's uid connects.
 		if err := CheckConnectable(s.EgressSocket, s.UID, s.GID, false); err != nil {
 			return nil, nil, err

@@ -63,7 +63,7 @@ func containerArgs(s Spec) []string {
 		"--mount", "type=bind,src="+s.SessionDir+",dst="+SessionMount+",readonly",
 		"--mount", "type=bind,src="+s.Binary+",dst="+BinaryMount+",readonly",
 	)
-	if s.EgressSocket != "" {
+	if s.MountsEgress() {
 		a = append(a, "--mount", "type=bind,src="+s.EgressSocket+",dst="+agentenv.SandboxEgressSocket+",readonly")
 	}
 	a = append(a,

@@ -77,7 +77,8 @@ type Spec struct {
 	Network string
 	// EgressSocket is the session's egress gateway socket on the host
 	// (absolute), mounted at agentenv.SandboxEgressSocket; "" when the
-	// session's role has no egress.
+	// session's role has no egress. It is not mounted into a sandbox on the
+	// host's network (see MountsEgress).
 	EgressSocket string
 	// UID and GID run the sandboxed command; UID 0 is refused. UID must
 	// own the session dir, or it cannot read its 0400 files.
@@ -175,10 +176,13 @@ func engineList() string {
 	return strings.Join(ss, ", ")
 }
 
-// EnforcesEgress reports whether the egress gateway is the sandbox's only
-// way out: it has the socket and no network of its own.
-func (s Spec) EnforcesEgress() bool {
-	return s.EgressSocket != "" && s.network() == "none"
+// MountsEgress reports whether the sandbox gets the egress socket: only
+// when its loopback is its own. On the host's network the forwarder that
+// `credbroker exec` starts would listen on the host's loopback, where any
+// local user could send traffic through this session's gateway, in its
+// name; such a sandbox reaches the network directly anyway.
+func (s Spec) MountsEgress() bool {
+	return s.EgressSocket != "" && s.network() != "host"
 }
 
 // network is the spec's network with the default filled in.

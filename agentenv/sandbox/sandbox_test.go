@@ -74,6 +74,15 @@ func TestPlanGolden(t *testing.T) {
 		{"docker-egress", func(s *Spec) { s.EgressSocket = egressSock }},
 		{"podman-egress", func(s *Spec) { s.Engine, s.EgressSocket = Podman, egressSock }},
 		{"bwrap-egress", func(s *Spec) { s.Engine, s.Image, s.EgressSocket = Bwrap, "", egressSock }},
+		// On the host's network the socket is not mounted: the same lines
+		// as without it.
+		{"docker-host-keep-tty-noproject", func(s *Spec) {
+			s.Network, s.KeepEnv, s.TTY, s.Project, s.EgressSocket = "host", []string{"ANTHROPIC_API_KEY", "NPM_TOKEN"}, true, "", egressSock
+		}},
+		{"bwrap-root-host-keep", func(s *Spec) {
+			s.Engine, s.Image, s.Rootless, s.UID, s.GID, s.Network, s.KeepEnv, s.Project, s.EgressSocket = Bwrap, "", false, 65534, 65534, "host", []string{"ANTHROPIC_API_KEY"}, "", egressSock
+		}},
+		{"docker-network-name-egress", func(s *Spec) { s.Network, s.EgressSocket = "agents_net", egressSock }},
 		{"podman-rootless", func(s *Spec) { s.Engine = Podman }},
 		{"podman-root", func(s *Spec) { s.Engine, s.Rootless, s.UID, s.GID = Podman, false, 65534, 65534 }},
 		{"bwrap-rootless", func(s *Spec) { s.Engine, s.Image = Bwrap, "" }},

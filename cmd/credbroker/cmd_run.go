@@ -158,7 +158,11 @@ func warnEgress(g *globalOpts, s sandbox.Spec, role string) {
 		if role != "" {
 			of = "role " + role
 		}
-		fmt.Fprintf(g.errOut, "credbroker: warning: --network %s gives the sandbox a direct route out: the egress rules of %s are not enforced (the proxy variables still point at the gateway, but nothing forces their use)\n", s.Network, of)
+		how := "the proxy variables still point at the gateway, but nothing forces their use"
+		if !s.MountsEgress() {
+			how = "its gateway socket is not mounted either: a forwarder on the host's loopback would let any local user send traffic in this session's name"
+		}
+		fmt.Fprintf(g.errOut, "credbroker: warning: --network %s gives the sandbox a direct route out: the egress rules of %s are not enforced (%s)\n", s.Network, of, how)
 		return
 	}
 	fmt.Fprintf(g.errOut, "credbroker: warning: --network %s gives the sandbox a direct route out: no egress rule is enforced\n", s.Network)

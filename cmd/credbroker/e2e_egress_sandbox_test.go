@@ -224,7 +224,9 @@ func procGone(pid int) bool {
 // TestSandboxArgsEgressRefusesAndWarns: --egress-socket must name a Unix
 // socket (a mistyped path would give a sandbox with no way out), and a
 // sandbox with a network of its own is printed with a warning that the
-// egress rules are then not enforced.
+// egress rules are then not enforced; on the host's network the socket is
+// not even mounted (a forwarder there would listen on the host's loopback,
+// open to every local user).
 func TestSandboxArgsEgressRefusesAndWarns(t *testing.T) {
 	t.Parallel()
 	e := newE2EAt(t, nil, closedAddr(t))
@@ -239,16 +241,20 @@ func TestSandboxArgsEgressRefusesAndWarns(t *testing.T) {
 		name, sock, network string
 		code                int
 		stderr              string
+		mounted             bool
 	}{
-		{"not a socket", notSock, "none", exitUsage, "not a Unix socket"},
-		{"missing", filepath.Join(e.dir, "missing.sock"), "none", exitUsage, "no such file"},
-		{"host network", gw.Socket, "host", 0, "egress rules of the session's role are not enforced"},
-		{"named network", gw.Socket, "agents_net", 0, "--network agents_net gives the sandbox a direct route out"},
-		{"no network", gw.Socket, "none", 0, ""},
+		{"not a socket", notSock, "none", exitUsage, "not a Unix socket", false},
+		{"missing", filepath.Join(e.dir, "missing.sock"), "none", exitUsage, "no such file", false},
+		{"host network", gw.Socket, "host", 0, "egress rules of the session's role are not enforced (its gateway socket is not mounted either", false},
+		{"named network", gw.Socket, "agents_net", 0, "--network agents_net gives the sandbox a direct route out", true},
+		{"no network", gw.Socket, "none", 0, "", true},
 	} {
 		r := e.cli(t, append(base, "--egress-socket", tc.sock, "--network", tc.network, "--", "true")...)
 		if r.code != tc.code || (tc.stderr != "" && !strings.Contains(r.stderr, tc.stderr)) || (tc.stderr == "" && r.stderr != "") {
 			t.Errorf("%s: want exit %d and stderr %q: %s", tc.name, tc.code, tc.stderr, r)
+		}
+		if r.code == 0 && strings.Contains(r.stdout, gw.Socket) != tc.mounted {
+			t.Errorf("%s: socket mounted = %v, want %v:\n%s", tc.name, !tc.mounted, tc.mounted, r.stdout)
 		}
 	}
 }
