@@ -35,7 +35,8 @@ func egressWeb(t *testing.T) (url, addr string) {
 // network interface but loopback; `credbroker exec` starts the forwarder
 // and sets the proxy variables (NO_PROXY from the host removed), so the
 // real curl reaches a server on the host through the gateway socket, over
-// HTTP and SOCKS5, and with --noproxy '*' cannot connect at all.
+// HTTP and SOCKS5, and with --noproxy '*' cannot connect at all (neither
+// to the host's server nor to the metadata address), nor resolve a name.
 func TestSandboxEgressBwrap(t *testing.T) {
 	t.Parallel()
 	sandboxtest.RequireEngine(t, "bwrap")
@@ -50,6 +51,8 @@ func TestSandboxEgressBwrap(t *testing.T) {
 echo "via-http: $(curl -sS --max-time 20 ` + url + `/ 2>&1)"
 echo "via-socks: $(curl -sS --max-time 20 --proxy "$ALL_PROXY" ` + url + `/ 2>&1)"
 curl -sS --max-time 5 --noproxy '*' ` + url + `/ >/dev/null 2>&1; echo "direct: $?"
+curl -sS --max-time 5 --noproxy '*' http://169.254.169.254/ >/dev/null 2>&1; echo "metadata: $?"
+getent hosts example.com >/dev/null 2>&1; echo "dns: $?"
 echo "ifaces: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ,)"`
 	line := e.mustCLI(t, "sandbox", "args", "--engine", "bwrap", "--session-dir", dir, "--egress-socket", gw.Socket,
 		"--no-project", "--keep-env", "NO_PROXY", "--", "sh", "-c", script).stdout
@@ -68,6 +71,8 @@ echo "ifaces: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ,)"
 		"via-http":  "egress-ok",
 		"via-socks": "egress-ok",
 		"direct":    "7", // curl: could not connect
+		"metadata":  "7", // no route: nothing leaves the namespace
+		"dns":       "2", // getent: not found (no resolver reachable)
 		"ifaces":    "lo,",
 	}
 	for k, v := range want {
