@@ -30,6 +30,9 @@ type SessionInfo struct {
 	Leases    []LeaseInfo `json:"leases,omitempty"`
 	// Host is the broker host that owns the session (fleet mode).
 	Host string `json:"host,omitempty"`
+	// EgressSocket is the session's egress gateway socket on the host, to
+	// mount into its sandbox; empty when the role has no egress.
+	EgressSocket string `json:"egress_socket,omitempty"`
 }
 
 // LeaseInfo is a lease as the API shows it.

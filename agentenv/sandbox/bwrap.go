@@ -1,6 +1,10 @@
 package sandbox
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/credbroker/credbroker/agentenv"
+)
 
 // bwrapPath is the sandbox's PATH: the host's system dirs, mounted read-only.
 const bwrapPath = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
@@ -23,8 +27,8 @@ var bwrapSystem = []string{
 // sees an unprivileged process: a root caller drops to it first.
 //
 // Why each option:
-//   - --unshare-all (user, pid, ipc, uts, cgroup, net), --share-net only
-//     for network host; --disable-userns so the agent cannot create user
+//   - --unshare-all (user, pid, ipc, uts, cgroup, net: a network
+//     namespace with only loopback), --share-net only for network host; --disable-userns so the agent cannot create user
 //     namespaces of its own (less kernel attack surface).
 //   - --die-with-parent: the sandbox is SIGKILLed when bwrap dies, so
 //     killing bwrap (Run does, after a grace period) leaves nothing behind.
@@ -32,8 +36,10 @@ var bwrapSystem = []string{
 //     input into the caller's terminal (TIOCSTI).
 //   - --cap-drop ALL: no capability even inside its namespaces.
 //   - a fresh root with the system dirs read-only, /proc, /dev, a tmpfs
-//     /tmp (also $HOME), the three bind mounts, then --remount-ro / so the
-//     root is read-only like a container's --read-only.
+//     /tmp (also $HOME), the three bind mounts (four with the egress
+//     gateway socket, read-only: connecting needs no write access to the
+//     mount), then --remount-ro / so the root is read-only like a
+//     container's --read-only.
 //   - the environment is set with env -i (Plan.Env): no host variable
 //     gets in unless named in KeepEnv.
 func bwrapPlan(s Spec) Plan {
@@ -52,6 +58,9 @@ func bwrapPlan(s Spec) Plan {
 	a = append(a, "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/run")
 	a = append(a, "--ro-bind", s.SessionDir, SessionMount)
 	a = append(a, "--ro-bind", s.Binary, BinaryMount)
+	if s.MountsEgress() {
+		a = append(a, "--ro-bind", s.EgressSocket, agentenv.SandboxEgressSocket)
+	}
 	if s.Project != "" {
 		a = append(a, "--bind", s.Project, ProjectMount)
 	}

@@ -36,6 +36,11 @@ func startBwrap(s Spec, plan Plan, o Options) (*exec.Cmd, driver, error) {
 	if err := checkBinds(s); err != nil {
 		return nil, nil, err
 	}
+	if s.MountsEgress() {
+		if err := CheckConnectable(s.EgressSocket, s.UID, s.GID, true); err != nil {
+			return nil, nil, err
+		}
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, nil, fmt.Errorf("sandbox: %w", err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/credbroker/credbroker/agentenv"
 )
 
 // ComposeService renders s as a docker compose file with one service,
@@ -62,6 +64,9 @@ func ComposeService(s Spec) ([]byte, error) {
 	}
 	composeBind(line, s.SessionDir, SessionMount, true)
 	composeBind(line, s.Binary, BinaryMount, true)
+	if s.MountsEgress() {
+		composeBind(line, s.EgressSocket, agentenv.SandboxEgressSocket, true)
+	}
 	ex := s.execArgv()
 	line(2, "entrypoint: %s", yqList(ex[:len(ex)-len(s.Argv)]))
 	line(2, "command: %s", yqList(s.Argv))

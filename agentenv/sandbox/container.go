@@ -23,6 +23,12 @@ type containerDriver struct {
 }
 
 func startContainer(ctx context.Context, s Spec, plan Plan, o Options) (*exec.Cmd, driver, error) {
+	if s.MountsEgress() && !s.Rootless {
+		// The engine mounts as root; the container's uid connects.
+		if err := CheckConnectable(s.EgressSocket, s.UID, s.GID, false); err != nil {
+			return nil, nil, err
+		}
+	}
 	// plan.Argv is `ENGINE run ...`: we forward signals ourselves.
 	argv := append([]string{plan.Argv[0], plan.Argv[1], "--sig-proxy=false"}, plan.Argv[2:]...)
 	cmd := exec.Command(argv[0], argv[1:]...) //nolint:noctx // ends through signals, see supervise

@@ -1,6 +1,10 @@
 package sandbox
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/credbroker/credbroker/agentenv"
+)
 
 // tmpfsOpts is the sandbox's /tmp (and $HOME): writable, executable (agents
 // build and run test binaries there), no setuid, no devices.
@@ -25,7 +29,9 @@ const tmpfsOpts = "rw,exec,nosuid,nodev"
 //     host variable but those (docker reads their values from its own
 //     environment, so they never appear in the command line).
 //   - three bind mounts and nothing else: project rw, session dir ro (the
-//     directory, so atomic renames show through), the static binary ro.
+//     directory, so atomic renames show through), the static binary ro;
+//     and the session's egress gateway socket ro when it has one, the
+//     container's only way out under --network none.
 func containerArgs(s Spec) []string {
 	a := []string{string(s.Engine), "run", "--rm", "--init", "--interactive"}
 	if s.TTY {
@@ -56,6 +62,11 @@ func containerArgs(s Spec) []string {
 	a = append(a,
 		"--mount", "type=bind,src="+s.SessionDir+",dst="+SessionMount+",readonly",
 		"--mount", "type=bind,src="+s.Binary+",dst="+BinaryMount+",readonly",
+	)
+	if s.MountsEgress() {
+		a = append(a, "--mount", "type=bind,src="+s.EgressSocket+",dst="+agentenv.SandboxEgressSocket+",readonly")
+	}
+	a = append(a,
 		"--workdir", s.workdir(),
 		"--entrypoint", BinaryMount,
 		s.Image,

@@ -1,12 +1,14 @@
 // Package sandbox builds and runs the sandboxes that hold an agent session:
 // Docker, Podman, docker compose and bubblewrap. Whatever the engine, the
-// sandbox sees only three host paths: the project dir (read-write, at
+// sandbox sees only these host paths: the project dir (read-write, at
 // ProjectMount), the session dir (read-only, the directory itself so that
-// atomic renames show through, at SessionMount) and a static credbroker
+// atomic renames show through, at SessionMount), a static credbroker
 // binary (read-only, at BinaryMount), which is the entrypoint:
-// `credbroker exec --dir /run/credbroker -- CMD`. It runs as a non-root
-// uid, with no-new-privileges, no capabilities, a read-only root and, by
-// default, no network.
+// `credbroker exec --dir /run/credbroker -- CMD`, and, when the session's
+// role has egress, the session's egress gateway socket (at
+// agentenv.SandboxEgressSocket). It runs as a non-root uid, with
+// no-new-privileges, no capabilities, a read-only root and, by default, no
+// network interface but loopback: the gateway socket is its only way out.
 //
 // The argument lists are pure functions of a Spec (Spec.Plan,
 // ComposeService), golden-tested; Run starts a Plan, forwards signals and
@@ -70,8 +72,14 @@ type Spec struct {
 	// Image is the container image (docker, podman, compose).
 	Image string
 	// Network is "none" (also ""), "host", or a network name (container
-	// engines only).
+	// engines only). Anything but none gives the sandbox a direct route
+	// out, around the egress gateway.
 	Network string
+	// EgressSocket is the session's egress gateway socket on the host
+	// (absolute), mounted at agentenv.SandboxEgressSocket; "" when the
+	// session's role has no egress. It is not mounted into a sandbox on the
+	// host's network (see MountsEgress).
+	EgressSocket string
 	// UID and GID run the sandboxed command; UID 0 is refused. UID must
 	// own the session dir, or it cannot read its 0400 files.
 	UID, GID int
@@ -122,9 +130,9 @@ func (s Spec) Validate() error {
 	if s.GID < 0 {
 		return bad("gid %d", s.GID)
 	}
-	paths := []struct{ what, p string }{{"session dir", s.SessionDir}, {"credbroker binary", s.Binary}, {"project dir", s.Project}}
+	paths := []struct{ what, p string }{{"session dir", s.SessionDir}, {"credbroker binary", s.Binary}, {"project dir", s.Project}, {"egress socket", s.EgressSocket}}
 	for _, p := range paths {
-		if p.p == "" && p.what == "project dir" {
+		if p.p == "" && (p.what == "project dir" || p.what == "egress socket") {
 			continue
 		}
 		if err := checkHostPath(s.Engine, p.p); err != nil {
@@ -166,6 +174,15 @@ func engineList() string {
 		ss = append(ss, string(e))
 	}
 	return strings.Join(ss, ", ")
+}
+
+// MountsEgress reports whether the sandbox gets the egress socket: only
+// when its loopback is its own. On the host's network the forwarder that
+// `credbroker exec` starts would listen on the host's loopback, where any
+// local user could send traffic through this session's gateway, in its
+// name; such a sandbox reaches the network directly anyway.
+func (s Spec) MountsEgress() bool {
+	return s.EgressSocket != "" && s.network() != "host"
 }
 
 // network is the spec's network with the default filled in.

@@ -29,6 +29,9 @@ func spec(e Engine) Spec {
 	}
 }
 
+// egressSock is a session's egress gateway socket on the host.
+const egressSock = "/run/user/1000/credbroker/egress/s-abcdefghijklmnop.sock"
+
 // render shows a plan: its environment, then one argument per line, then
 // the shell line `sandbox args` prints.
 func render(p Plan) []byte {
@@ -68,6 +71,18 @@ func TestPlanGolden(t *testing.T) {
 			s.Network, s.KeepEnv, s.TTY, s.Project = "host", []string{"ANTHROPIC_API_KEY", "NPM_TOKEN"}, true, ""
 		}},
 		{"docker-network-name", func(s *Spec) { s.Network = "agents_net" }},
+		{"docker-egress", func(s *Spec) { s.EgressSocket = egressSock }},
+		{"podman-egress", func(s *Spec) { s.Engine, s.EgressSocket = Podman, egressSock }},
+		{"bwrap-egress", func(s *Spec) { s.Engine, s.Image, s.EgressSocket = Bwrap, "", egressSock }},
+		// On the host's network the socket is not mounted: the same lines
+		// as without it.
+		{"docker-host-keep-tty-noproject", func(s *Spec) {
+			s.Network, s.KeepEnv, s.TTY, s.Project, s.EgressSocket = "host", []string{"ANTHROPIC_API_KEY", "NPM_TOKEN"}, true, "", egressSock
+		}},
+		{"bwrap-root-host-keep", func(s *Spec) {
+			s.Engine, s.Image, s.Rootless, s.UID, s.GID, s.Network, s.KeepEnv, s.Project, s.EgressSocket = Bwrap, "", false, 65534, 65534, "host", []string{"ANTHROPIC_API_KEY"}, "", egressSock
+		}},
+		{"docker-network-name-egress", func(s *Spec) { s.Network, s.EgressSocket = "agents_net", egressSock }},
 		{"podman-rootless", func(s *Spec) { s.Engine = Podman }},
 		{"podman-root", func(s *Spec) { s.Engine, s.Rootless, s.UID, s.GID = Podman, false, 65534, 65534 }},
 		{"bwrap-rootless", func(s *Spec) { s.Engine, s.Image = Bwrap, "" }},
@@ -104,6 +119,14 @@ func TestComposeGolden(t *testing.T) {
 	}
 	golden(t, "compose-network-keep.golden", y)
 
+	s = spec(Compose)
+	s.Name, s.EgressSocket = "agent", egressSock
+	y, err = ComposeService(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "compose-egress.golden", y)
+
 	if _, err := spec(Compose).Plan(); !errors.Is(err, ErrInvalid) {
 		t.Errorf("compose Plan: %v, want ErrInvalid (compose has no command line)", err)
 	}
@@ -131,6 +154,8 @@ func TestValidate(t *testing.T) {
 		{"bwrap network", func(s *Spec) { s.Engine, s.Network = Bwrap, "agents" }, "bubblewrap can only"},
 		{"name", func(s *Spec) { s.Name = "-x" }, "name"},
 		{"keep-env", func(s *Spec) { s.KeepEnv = []string{"A=B"} }, "keep-env"},
+		{"relative egress socket", func(s *Spec) { s.EgressSocket = "egress.sock" }, "egress socket"},
+		{"comma in egress socket", func(s *Spec) { s.EgressSocket = "/run/a,readonly=false" }, "egress socket"},
 		{"no command", func(s *Spec) { s.Argv = nil }, "no command"},
 	} {
 		s := spec(Docker)
@@ -254,5 +279,44 @@ func TestCheckBindsBeforeTheSession(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCheckConnectable reads mode bits only, so it needs no other uid.
+func TestCheckConnectable(t *testing.T) {
+	base := t.TempDir()
+	if err := os.Chmod(filepath.Dir(base), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(base, "gw.sock")
+	if err := os.WriteFile(sock, nil, 0o600); err != nil { // mode bits are all that is read
+		t.Fatal(err)
+	}
+	const other = 54321
+	for _, tc := range []struct {
+		mode    os.FileMode
+		parents bool
+		dirMode os.FileMode
+		msg     string
+	}{
+		{0o600, false, 0o711, "cannot connect"},
+		{0o666, false, 0o711, ""},
+		{0o666, true, 0o711, ""},
+		{0o666, true, 0o700, "cannot reach"},
+		{0o666, false, 0o700, ""}, // a container engine mounts as root
+	} {
+		if err := os.Chmod(sock, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(base, tc.dirMode); err != nil {
+			t.Fatal(err)
+		}
+		err := CheckConnectable(sock, other, other, tc.parents)
+		if (tc.msg == "") != (err == nil) || (err != nil && (!errors.Is(err, ErrEngine) || !strings.Contains(err.Error(), tc.msg))) {
+			t.Errorf("socket %#o, dir %#o, parents %v: %v, want %q", tc.mode, tc.dirMode, tc.parents, err, tc.msg)
+		}
+	}
+	if err := os.Chmod(base, 0o700); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/credbroker/credbroker/agentenv"
+	"github.com/credbroker/credbroker/agentenv/forward"
 )
 
 // errSessionUnusable marks a session dir exec refuses to use.
@@ -37,7 +39,14 @@ USER, LOGNAME, SHELL, PWD, TMPDIR, TERM, COLORTERM, NO_COLOR, FORCE_COLOR,
 CLICOLOR, CLICOLOR_FORCE, COLUMNS, LINES, LANG, LANGUAGE, LC_* and TZ pass,
 plus those named with --keep-env (a name, or a prefix ending in *); then the
 session's variables, which override. A passed variable whose value holds a
-URL with credentials (scheme://user:password@) is dropped with a warning.`,
+URL with credentials (scheme://user:password@) is dropped with a warning.
+
+When the sandbox has the session's egress gateway socket (mounted at
+/run/credbroker-egress.sock, or $CREDBROKER_EGRESS_SOCKET), exec first
+starts a forwarder on 127.0.0.1 (HTTP/CONNECT on 3128, SOCKS5 on 1080, or
+free ports when those are taken) that relays to the gateway, and sets
+HTTP_PROXY, HTTPS_PROXY and ALL_PROXY (and the lower-case forms) to it,
+removing NO_PROXY. The forwarder ends with CMD.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 0 || len(args) == 0 {
 				return usagef("give the command after --: credbroker exec -- CMD ARGS")
@@ -70,6 +79,12 @@ func runExec(g *globalOpts, o *execOpts, argv []string) error {
 	if err != nil {
 		return fmt.Errorf("command %q: %w", argv[0], err)
 	}
+	// The forwarder's parent-death signal is tied to the thread that
+	// starts it: that must be the thread that execs (see StartChild).
+	runtime.LockOSThread()
+	if env, err = startEgress(g, env); err != nil {
+		return err
+	}
 	if err := syscall.Exec(path, argv, env); err != nil {
 		return fmt.Errorf("exec %s: %w", path, err)
 	}
@@ -95,6 +110,27 @@ func checkKeep(keep []string) error {
 		}
 	}
 	return nil
+}
+
+// startEgress starts the egress forwarder when the sandbox has a gateway
+// socket, and returns env with the proxy variables pointing at it.
+func startEgress(g *globalOpts, env []string) ([]string, error) {
+	sock, ok := agentenv.EgressSocket()
+	if !ok {
+		return env, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("egress: find credbroker to start the forwarder: %w", err)
+	}
+	rd, err := forward.StartChild(exe, []string{"egress-forward", "--socket", sock, "--log-level", "warn"}, g.errOut)
+	if err != nil {
+		return nil, fmt.Errorf("egress: %w (the session's gateway socket is %s)", err, sock)
+	}
+	if rd.HTTP != forward.DefaultHTTPAddr || rd.SOCKS != forward.DefaultSOCKSAddr {
+		fmt.Fprintf(g.errOut, "credbroker: egress proxy ports taken; using HTTP %s and SOCKS5 %s\n", rd.HTTP, rd.SOCKS)
+	}
+	return agentenv.WithProxy(env, rd.HTTP, rd.SOCKS), nil
 }
 
 func envOr(k, def string) string {

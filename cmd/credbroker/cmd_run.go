@@ -33,7 +33,12 @@ at /workspace) and the session dir (read-only, at /run/credbroker), and run
 'credbroker exec -- CMD' in it from a static credbroker binary mounted at
 /credbroker. The sandbox runs as the session's non-root uid, without
 capabilities, with no-new-privileges, a read-only root, a tmpfs /tmp (also
-$HOME) and no network unless --network says otherwise. No host variable
+$HOME) and no network interface but loopback unless --network says
+otherwise. When the role has egress rules, the session's egress gateway
+socket is mounted in and 'credbroker exec' points HTTP_PROXY, HTTPS_PROXY
+and ALL_PROXY at it: the gateway is the sandbox's only way out. With
+--network host or NAME the sandbox reaches the network directly and the
+role's egress rules are not enforced (a warning says so). No host variable
 reaches it but those named with --keep-env (NAME, or PREFIX* expanded here);
 one whose value is a URL with credentials is left out with a warning.
 
@@ -124,6 +129,8 @@ func runRun(ctx context.Context, g *globalOpts, o *agentRunOpts) (err error) {
 		}
 	}()
 	spec.SessionDir, spec.SessionID, spec.Name = si.Dir, si.ID, "credbroker-"+si.ID
+	spec.EgressSocket = si.EgressSocket
+	warnEgress(g, spec, si.Role)
 	log.Info("sandbox: starting", "session", si.ID, "role", si.Role, "sandbox", o.engine, "project", spec.Project, "network", spec.Network)
 	code, err := sandbox.Run(ctx, spec, sandbox.Options{
 		Stdin: g.in, Stdout: g.out, Stderr: g.errOut, Signals: sigs, Grace: o.grace, Logger: log,
@@ -167,6 +174,27 @@ func preflightRun(ctx context.Context, c *broker.Client, spec sandbox.Spec) erro
 		}
 	}
 	return sandbox.Preflight(ctx, probe)
+}
+
+// warnEgress says on stderr when the sandbox gets a network of its own,
+// around the egress gateway.
+func warnEgress(g *globalOpts, s sandbox.Spec, role string) {
+	if s.Network == "" || s.Network == "none" {
+		return
+	}
+	if s.EgressSocket != "" {
+		of := "the session's role"
+		if role != "" {
+			of = "role " + role
+		}
+		how := "the proxy variables still point at the gateway, but nothing forces their use"
+		if !s.MountsEgress() {
+			how = "its gateway socket is not mounted either: a forwarder on the host's loopback would let any local user send traffic in this session's name"
+		}
+		fmt.Fprintf(g.errOut, "credbroker: warning: --network %s gives the sandbox a direct route out: the egress rules of %s are not enforced (%s)\n", s.Network, of, how)
+		return
+	}
+	fmt.Fprintf(g.errOut, "credbroker: warning: --network %s gives the sandbox a direct route out: no egress rule is enforced\n", s.Network)
 }
 
 // endSession ends a session with a context that outlives ours (we may be

@@ -188,6 +188,7 @@ func newSandboxCmd(g *globalOpts) *cobra.Command {
 type sandboxArgsOpts struct {
 	sandboxOpts
 	sessionDir string
+	egress     string
 	name       string
 	uid        int
 	tty        bool
@@ -208,7 +209,13 @@ end it yourself with 'credbroker session end ID'.
 The sandbox's uid is --uid, by default the owner of the session dir (the
 session's --uid); a root-owned session dir is refused, since the sandbox
 never runs as root. With --output json the argv and environment are printed
-as JSON.`,
+as JSON.
+
+When the session's role has egress rules, pass its gateway socket with
+--egress-socket (the egress_socket of 'credbroker session start -o json'):
+it is mounted into the sandbox, whose only network is then loopback and
+that socket. With --network host or NAME the egress rules are not enforced
+(a warning on stderr says so).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			argv, err := commandAfterDash(cmd, args, "credbroker sandbox args --engine docker --session-dir DIR -- CMD ARGS")
 			if err != nil {
@@ -226,6 +233,7 @@ as JSON.`,
 	f := cmd.Flags()
 	f.StringVar(&o.engine, "engine", string(sandbox.Docker), "docker, podman, compose or bwrap")
 	f.StringVar(&o.sessionDir, "session-dir", "", "the session dir on the host (required)")
+	f.StringVar(&o.egress, "egress-socket", "", "the session's egress gateway socket on the host (when its role has egress)")
 	f.StringVar(&o.name, "name", "", "container name (default credbroker-<session id>) or compose service name (default agent)")
 	f.IntVar(&o.uid, "uid", 0, "uid to run as (default: the session dir's owner)")
 	f.BoolVar(&o.tty, "tty", false, "allocate a terminal (docker, podman)")
@@ -255,6 +263,11 @@ func runSandboxArgs(g *globalOpts, o *sandboxArgsOpts, uidSet bool, argv []strin
 		return err
 	}
 	s.SessionDir, s.TTY = dir, o.tty
+	if o.egress != "" {
+		if s.EgressSocket, err = egressSocketPath(o.egress); err != nil {
+			return err
+		}
+	}
 	if id := filepath.Base(dir); agentenv.ValidID(id) == nil {
 		s.SessionID = id
 	}
@@ -274,6 +287,7 @@ func runSandboxArgs(g *globalOpts, o *sandboxArgsOpts, uidSet bool, argv []strin
 		}
 	}
 	if s.Engine == sandbox.Compose {
+		warnEgress(g, s, "")
 		y, err := sandbox.ComposeService(s)
 		if err != nil {
 			return usageError{err}
@@ -284,6 +298,7 @@ func runSandboxArgs(g *globalOpts, o *sandboxArgsOpts, uidSet bool, argv []strin
 		_, err = g.out.Write(y)
 		return err
 	}
+	warnEgress(g, s, "")
 	p, err := s.Plan()
 	if err != nil {
 		return usageError{err}
@@ -293,4 +308,22 @@ func runSandboxArgs(g *globalOpts, o *sandboxArgsOpts, uidSet bool, argv []strin
 	}
 	fmt.Fprintln(g.out, p.Shell())
 	return nil
+}
+
+// egressSocketPath resolves --egress-socket and refuses anything but a
+// Unix socket: a wrong path would otherwise show only as a sandbox with no
+// way out.
+func egressSocketPath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", usagef("--egress-socket: %v", err)
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return "", usagef("--egress-socket %s: %v (give the egress_socket of 'credbroker session start -o json')", p, err)
+	}
+	if st.Mode()&os.ModeSocket == 0 {
+		return "", usagef("--egress-socket %s: not a Unix socket (give the egress_socket of 'credbroker session start -o json')", p)
+	}
+	return abs, nil
 }

@@ -144,6 +144,7 @@ revokes them when the session ends, expires, or an incident is declared.
 		newIncidentCmd(g),
 		newStatusCmd(g),
 		newExecCmd(g),
+		newEgressForwardCmd(g),
 		newRunCmd(g),
 		newSandboxCmd(g),
 		newConfigCmd(g),
