@@ -175,6 +175,10 @@ func capsCycle(t *testing.T, e *e2e, caps []string) error {
 
 	r := e.cli(t, "session", "start", "--role", "agent-readonly", "--uid", capsSessionUID, "--output", "json")
 	if r.code != 0 {
+		// What was minted for the failed session is revoked.
+		if !eventually(10*time.Second, 100*time.Millisecond, func() bool { return e.liveSessionTokens(t) == 0 }) {
+			t.Errorf("a failed session start left %d session tokens valid", e.liveSessionTokens(t))
+		}
 		return errors.New("session start: " + r.stderr)
 	}
 	var si broker.SessionInfo
