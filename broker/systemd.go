@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,9 @@ import (
 // LISTEN_* variables are cleared either way, so nothing the daemon starts
 // takes them for its own.
 func listen(path string, shared bool, log *slog.Logger) (net.Listener, error) {
+	if pid := os.Getenv("LISTEN_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
+		log.Warn("LISTEN_PID names another process: not socket-activated, creating the socket", "listen_pid", pid, "socket", path)
+	}
 	files := activation.Files(true)
 	if len(files) == 0 {
 		return Listen(path, shared)

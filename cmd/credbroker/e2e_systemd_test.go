@@ -49,15 +49,20 @@ func (e *e2e) startCmd(t *testing.T, name string, env []string, bin string, args
 // daemon with them as fds 3... and LISTEN_PID/LISTEN_FDS set. It passes on
 // only the variables named with -E; the Vault token goes by name, never
 // on a command line.
-func (e *e2e) socketActivate(t *testing.T, listen ...string) *proc {
+func (e *e2e) socketActivate(t *testing.T, env []string, listen ...string) *proc {
 	t.Helper()
 	bin, err := exec.LookPath("systemd-socket-activate")
 	if err != nil {
 		t.Fatalf("systemd-socket-activate not found (Debian's systemd package; make testbins installs it): %v", err)
 	}
-	args := append(listen, "-E", brokerTokenEnv, "-E", "PATH",
-		cbBin, "--config", e.config, "serve", "--log-level", "debug")
-	return e.startCmd(t, "systemd-socket-activate", []string{brokerTokenEnv + "=" + vaulttest.RootToken}, bin, args...)
+	env = append(env, brokerTokenEnv+"="+vaulttest.RootToken)
+	args := append([]string{"-E", "PATH"}, listen...)
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		args = append(args, "-E", k)
+	}
+	args = append(args, cbBin, "--config", e.config, "serve", "--log-level", "debug")
+	return e.startCmd(t, "systemd-socket-activate", env, bin, args...)
 }
 
 // waitSocket waits until p has bound the Unix socket path.
@@ -79,13 +84,15 @@ func TestE2ESystemdSocketActivation(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(e.runtimeDir, "broker.sock")
-	d := e.socketActivate(t, "-l", sock)
+	notifyPath, msgs := notifySocket(t, e.dir)
+	d := e.socketActivate(t, []string{"NOTIFY_SOCKET=" + notifyPath}, "-l", sock)
 	waitSocket(t, d, sock)
 
 	// The first connection starts the daemon, and is answered by it.
 	if r := e.cli(t, "status"); r.code != 0 {
 		t.Fatalf("the connection that activated the daemon was not served: %s\ndaemon stderr:\n%s", r, d.stderr)
 	}
+	nextNotify(t, msgs, "READY=1", 10*time.Second)
 	d.waitStderr(t, "using the socket systemd passed", 5*time.Second)
 	if strings.Contains(d.stderr.String(), "remove stale socket") {
 		t.Errorf("the daemon made a socket of its own:\n%s", d.stderr)
@@ -105,7 +112,11 @@ func TestE2ESystemdSocketActivation(t *testing.T) {
 	if _, err := os.Stat(si.Dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("session dir still there after end: %v", err)
 	}
-	if code := d.signal(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	nextNotify(t, msgs, "STOPPING=1", 15*time.Second)
+	if code := d.wait(t, 30*time.Second); code != 0 {
 		t.Fatalf("daemon exited %d on SIGTERM, want 0\nstderr:\n%s", code, d.stderr)
 	}
 }
@@ -137,7 +148,7 @@ func TestE2ESystemdSocketActivationRefused(t *testing.T) {
 			for _, a := range tt.listen {
 				listen = append(listen, paths.Replace(a))
 			}
-			d := e.socketActivate(t, listen...)
+			d := e.socketActivate(t, nil, listen...)
 			poke := paths.Replace(tt.poke)
 			waitSocket(t, d, poke)
 			dialOnce(t, tt.network, poke)
