@@ -87,7 +87,7 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 	w := &agentenv.Writer{Root: filepath.Join(cfg.Broker.RuntimeDir, "sessions"), AllowDisk: o.AllowDisk, Logger: log}
 	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks, Now: o.Now, HostID: host})
 
-	l, err := Listen(cfg.Broker.Socket, len(cfg.Broker.AllowedUIDs) > 0)
+	l, err := listen(cfg.Broker.Socket, len(cfg.Broker.AllowedUIDs) > 0, log) // systemd's socket, or its own
 	if err != nil {
 		return err
 	}
@@ -107,16 +107,20 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 	errc := make(chan error, 1)
 	wg.Go(func() { errc <- srv.Serve(l) })
 	loopCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
-	wg.Go(func() { b.loop(loopCtx, cfg.Broker.RefreshInterval.D()) })
+	wd := newWatchdog(log)
+	wg.Go(func() { b.loop(loopCtx, cfg.Broker.RefreshInterval.D(), wd.beat) })
+	wg.Go(func() { wd.run(loopCtx, log) })
 	wg.Go(func() { b.WatchIncidents(loopCtx) })
 	if o.Ready != nil {
 		o.Ready()
 	}
+	notify(log, "READY=1\nSTATUS=serving "+cfg.Broker.Socket)
 	var serveErr error
 	select {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
+	notify(log, "STOPPING=1\nSTATUS=stopping")
 	log.Info("shutting down; live sessions stay recorded and are picked up on restart")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -152,8 +156,9 @@ func checkDaemonDirs(b configs.Broker) error {
 // reach the store (and the fleet) soon after it is back.
 const backlogRetry = time.Second
 
-// loop runs Tick every interval until ctx ends.
-func (b *Broker) loop(ctx context.Context, interval time.Duration) {
+// loop runs Tick every interval until ctx ends; it calls beat on every
+// turn (the systemd watchdog pings only while it does).
+func (b *Broker) loop(ctx context.Context, interval time.Duration, beat func()) {
 	if interval <= 0 {
 		interval = 5 * time.Second
 	}
@@ -162,6 +167,7 @@ func (b *Broker) loop(ctx context.Context, interval time.Duration) {
 	retry := time.NewTicker(backlogRetry)
 	defer retry.Stop()
 	for {
+		beat()
 		select {
 		case <-ctx.Done():
 			return

@@ -8,6 +8,10 @@
 #   bubblewrap        the bwrap sandbox (credbroker run --sandbox bwrap)
 #   busybox-static    a static shell and tools for the FROM scratch sandbox
 #                     test image (scripts/build-sandbox-image.sh)
+#   systemd           systemd-socket-activate and systemd-analyze, for the
+#                     socket activation test and the unit checks
+#   util-linux        setpriv, to run the daemon as another uid with only
+#                     the unit's capabilities
 #   docker-compose    the compose tool, when a Docker Engine is installed
 #                     and no compose tool is (sandbox tests run compose)
 # Only what is missing is installed; needs root (or sudo) and Debian's apt.
@@ -25,6 +29,9 @@ compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || command -v postgre
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 # bubblewrap, for `credbroker run --sandbox bwrap` and its tests.
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+# systemd's tools, even where systemd is not PID 1 (containers).
+command -v systemd-socket-activate >/dev/null 2>&1 || missing+=(systemd)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 if command -v docker >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1 &&
   ! docker compose version >/dev/null 2>&1; then
   missing+=(docker-compose)
