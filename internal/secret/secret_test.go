@@ -50,7 +50,7 @@ func TestValueEveryVerbRedacts(t *testing.T) {
 	forms := []string{
 		real,
 		fmt.Sprintf("%x", real), fmt.Sprintf("%X", real), fmt.Sprintf("% x", real),
-		fmt.Sprint([]byte(real)), fmt.Sprintf("%d", []byte(real)),
+		fmt.Sprint([]byte(real)), fmt.Sprintf("%d", []byte(real)), //nolint:staticcheck // QF1010: the byte form is the point
 		fmt.Sprintf("%q", real), fmt.Sprintf("%o", []byte(real)),
 	}
 	for _, verb := range []string{"%s", "%v", "%+v", "%#v", "%q", "%x", "%X", "% x", "%d", "%o", "%b", "%c", "%U", "%20s", "%-8.3q", "%+q", "%#x"} {
