@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/agentenv"
+	"github.com/credbroker/credbroker/broker/egress"
 	"github.com/credbroker/credbroker/broker/guard"
 	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/leases"
@@ -32,6 +33,9 @@ type DaemonOptions struct {
 	Now func() time.Time
 	// Ready, if set, is called once the socket accepts requests.
 	Ready func()
+	// EgressDial, if set, replaces the egress gateways' dialer (tests
+	// that prove a refused address is never dialed).
+	EgressDial egress.DialFunc
 }
 
 // Serve runs the daemon until ctx ends: it opens the store and audit log,
@@ -78,7 +82,9 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		return err
 	}
 	w := &agentenv.Writer{Root: filepath.Join(cfg.Broker.RuntimeDir, "sessions"), AllowDisk: o.AllowDisk, Logger: log}
-	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks, Now: o.Now, HostID: host})
+	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks, Now: o.Now, HostID: host,
+		EgressDir: filepath.Join(cfg.Broker.RuntimeDir, "egress"), EgressDial: o.EgressDial})
+	defer b.CloseEgress()
 
 	l, err := Listen(cfg.Broker.Socket, len(cfg.Broker.AllowedUIDs) > 0)
 	if err != nil {
@@ -96,6 +102,7 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		log.Error("reconcile at start-up (retried by the loops)", "err", err)
 	}
 	b.loadCache(ctx)
+	b.reopenEgress(ctx)
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	wg.Go(func() { errc <- srv.Serve(l) })
@@ -118,6 +125,7 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 	}
 	stopLoops()
 	wg.Wait()
+	b.CloseEgress() // their connections end with the daemon; reopened at the next start
 	b.record(Event{Event: EvDaemonStop})
 	return serveErr
 }
