@@ -27,9 +27,9 @@ type egressCheckOpts struct {
 
 // egressCheckResult is what `egress check -o json` prints.
 type egressCheckResult struct {
-	Role     string `json:"role"`
-	Target   string `json:"target"`
-	Verdict  string `json:"decision"`
+	Role    string `json:"role"`
+	Target  string `json:"target"`
+	Verdict string `json:"decision"`
 	egress.Decision
 }
 
