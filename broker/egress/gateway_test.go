@@ -120,7 +120,9 @@ func TestConnectTLSAllowedAndSNIMismatch(t *testing.T) {
 }
 
 func TestRefusedAddressesAreNeverDialed(t *testing.T) {
-	e := newTestEnv(t, testConfig([]string{"public.test"}, nil, nil)) // no dial allowed at all
+	// Every public address on port 80 is allowed: the special ones still
+	// are not, and the dial hook proves they are never dialed.
+	e := newTestEnv(t, testConfig([]string{"public.test", "0.0.0.0/0:80", "::/0:80"}, nil, nil))
 	c := e.client(nil)
 	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://[fd00:ec2::254]/", "http://127.0.0.1:8200/"} {
 		resp, err := c.Get(u)
