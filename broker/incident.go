@@ -145,11 +145,11 @@ func (b *Broker) wipeDirs(ids []string) {
 		wg.Go(func() {
 			for id := range work {
 				unlock := b.lock(id)
+				b.closeEgress(id) // the network first, then the files
 				_ = b.env.MarkRevoked(id)
 				if err := b.env.Remove(id); err != nil {
 					b.log.Error("remove session dir", "session", id, "err", err)
 				}
-				b.closeEgress(id)
 				unlock()
 			}
 		})

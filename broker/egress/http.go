@@ -79,7 +79,7 @@ func clip(s string) string {
 
 func (g *Gateway) serveHTTP(cc *clientConn, rec *Record) {
 	pr, err := readProxyRequest(cc.br)
-	rec.Proto, rec.Host, rec.Port = "http", pr.host, pr.port
+	rec.Proto, rec.Host, rec.Port = "http", clip(pr.host), pr.port
 	if pr.connect {
 		rec.Proto = "connect"
 	}
@@ -90,7 +90,7 @@ func (g *Gateway) serveHTTP(cc *clientConn, rec *Record) {
 	}
 	cc.lift()
 	d := g.cfg.Policy.Check(g.ctx, pr.host, pr.port)
-	rec.Host, rec.Rule = d.Host, d.Rule
+	rec.Host, rec.Rule = clip(d.Host), d.Rule
 	if !d.Allowed {
 		rec.Reason = d.Reason
 		writeStatus(cc, http.StatusForbidden, deniedValue(d), "credbroker egress: "+d.Reason)

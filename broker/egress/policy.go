@@ -139,7 +139,7 @@ func (p *Policy) Check(ctx context.Context, host string, port int) Decision {
 	ip, err := netip.ParseAddr(host)
 	isIP := err == nil && ip.Zone() == ""
 	if !isIP && !configs.ValidHostName(host) {
-		return p.deny1(d, fmt.Sprintf("%q is not a host name", host), "", "")
+		return p.deny1(d, fmt.Sprintf("%q is not a host name", clip(host)), "", "")
 	}
 	target := d.Target()
 	if !isIP {

@@ -120,7 +120,7 @@ func socksReply(w io.Writer, code byte) {
 
 func (g *Gateway) serveSOCKS(cc *clientConn, rec *Record) {
 	host, port, err := readSOCKS(cc.br, cc)
-	rec.Host, rec.Port = host, port
+	rec.Host, rec.Port = clip(host), port
 	if err != nil {
 		rec.Reason = err.Error()
 		var se *socksError
@@ -131,7 +131,7 @@ func (g *Gateway) serveSOCKS(cc *clientConn, rec *Record) {
 	}
 	cc.lift()
 	d := g.cfg.Policy.Check(g.ctx, host, port)
-	rec.Host, rec.Rule = d.Host, d.Rule
+	rec.Host, rec.Rule = clip(d.Host), d.Rule
 	if !d.Allowed {
 		rec.Reason = deniedValue(d)
 		socksReply(cc, repNotAllowed)
