@@ -75,3 +75,75 @@ func BenchmarkEgressConnect(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkEgressThroughput measures a 16 MiB download from a loopback
+// server, directly and through the gateway (SOCKS5 tunnel): MB/s side by
+// side.
+func BenchmarkEgressThroughput(b *testing.B) {
+	const size = 16 << 20
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				for sent := 0; sent < size; sent += len(buf) {
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	ap := netip.MustParseAddrPort(l.Addr().String())
+	cfg := testConfig([]string{"dl.test:" + portOf(ap)}, nil, map[string]string{"dl.test": "127.0.0.1"})
+	p, err := NewPolicy(cfg, "r", &Resolver{Hosts: cfg.EgressHosts(), Lookup: noDNS})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sock := filepath.Join(shortDir(b), "s.sock")
+	g, err := Listen(sock, Config{Session: "s-bench", Role: "r", UID: os.Geteuid(), Policy: p})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	download := func(b *testing.B, c net.Conn) {
+		n, err := io.Copy(io.Discard, c)
+		c.Close()
+		if err != nil || n != size {
+			b.Fatalf("downloaded %d bytes: %v", n, err)
+		}
+	}
+	b.Run("direct", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			c, err := net.Dial("tcp", ap.String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			download(b, c)
+		}
+	})
+	name := append([]byte{7}, "dl.test"...)
+	b.Run("gateway", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			c, err := net.Dial("unix", sock)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if code := socksDo(b, c, atypDomain, name, int(ap.Port())); code != repSucceeded {
+				b.Fatalf("reply %d", code)
+			}
+			download(b, c)
+		}
+	})
+}
