@@ -28,8 +28,8 @@ type Egress struct {
 type BrokerEgress struct {
 	// Hosts maps names to addresses, like /etc/hosts or curl --resolve:
 	// the gateway resolves these names to these addresses without DNS.
-	// A rule that allows such a name reaches its address even when it is
-	// private or loopback (the operator wrote the mapping).
+	// A rule that names such a host exactly reaches its address even when
+	// it is private or loopback (the operator wrote the mapping).
 	Hosts map[string]string `yaml:"hosts"`
 }
 

@@ -86,6 +86,7 @@ func TestConnectTLSAllowedAndSNIMismatch(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	hc.CloseIdleConnections()
+	e.waitRecords(1) // records come in the order connections close
 	if string(body) != "tls ok" {
 		t.Fatalf("https through CONNECT: %q", body)
 	}
@@ -94,6 +95,7 @@ func TestConnectTLSAllowedAndSNIMismatch(t *testing.T) {
 		{"other.test", `the TLS server name "other.test" differs`},
 		{"", "names no server"},
 	} {
+		before := e.recordCount()
 		c := e.dial()
 		fmt.Fprintf(c, "CONNECT web.test:%s HTTP/1.1\r\nHost: web.test:%s\r\n\r\n", portOf(ap), portOf(ap))
 		br := bufio.NewReader(c)
@@ -107,6 +109,8 @@ func TestConnectTLSAllowedAndSNIMismatch(t *testing.T) {
 		if err := tlsc.Handshake(); err == nil {
 			t.Errorf("TLS handshake with SNI %q through CONNECT web.test succeeded", tc.sni)
 		}
+		c.Close()
+		e.waitRecords(before + 1)
 	}
 	rs := e.waitRecords(3)
 	if !rs[0].Allowed || rs[0].Proto != "connect" {

@@ -211,3 +211,9 @@ func socksDo(t testing.TB, c net.Conn, atyp byte, addr []byte, port int) byte {
 	}
 	return rep[1]
 }
+
+func (e *testEnv) recordCount() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.records)
+}

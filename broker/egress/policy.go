@@ -200,7 +200,10 @@ func (p *Policy) checkAddrs(d Decision, byName *rule, addrs []netip.Addr, fromHo
 		}
 		if block, kind, ok := special(a); ok {
 			named := hasIP && (ipRule.provider || names(ipRule.Prefix, block, a))
-			if !named && !decided.provider && !fromHosts {
+			// A rule naming exactly a host the operator mapped in
+			// broker.egress.hosts names its address too.
+			mapped := fromHosts && byName != nil && !byName.Wildcard
+			if !named && !decided.provider && !mapped {
 				refuse(fmt.Sprintf("%s is %s", what, kind), "", at)
 				continue
 			}

@@ -15,7 +15,7 @@ func TestPolicyCheck(t *testing.T) {
 		[]string{"web.test:8443", "*.example.org", "public.test:443", "mixed.test:443", "db.corp:5432", "10.1.0.0/16:5432",
 			"0.0.0.0/0:8080", "169.254.169.254:80", "[2001:db8::1]:22", "anyport.test:*"},
 		[]string{"evil.example.org", "203.0.113.0/24:*"},
-		map[string]string{"web.test": "127.0.0.1"},
+		map[string]string{"web.test": "127.0.0.1", "mapped.example.org": "127.0.0.2"},
 	)
 	cfg.Providers.Vault = &configs.VaultProvider{Address: "http://127.0.0.1:8200"}
 	r := cfg.Roles["r"]
@@ -56,6 +56,9 @@ func TestPolicyCheck(t *testing.T) {
 		{"evil.example.org", 443, false, `deny[0] "evil.example.org"`, "is denied", "", ""},
 		{"a.example.org", 443, false, "", "10.9.9.9) is a private address", `"10.9.9.9:443"`, ""},
 		{"c.example.org", 443, true, `allow[1]`, "", "", "93.184.216.38"},
+		// Mapped in broker.egress.hosts but allowed only by a wildcard:
+		// the wildcard does not name it, so its loopback address is refused.
+		{"mapped.example.org", 443, false, "", "(127.0.0.2) is a loopback address", `"127.0.0.2:443"`, ""},
 		{"b.example.org", 443, false, `deny[1] "203.0.113.0/24:*"`, "is denied", "", ""},
 		{"public.test", 443, true, `allow[2]`, "", "", "93.184.216.34"},
 		{"mixed.test", 443, true, `allow[3]`, "", "", "93.184.216.35"},
