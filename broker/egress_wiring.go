@@ -19,7 +19,7 @@ func (b *Broker) egressReport(r egress.Record) {
 		BytesUp: r.BytesUp, BytesDown: r.BytesDown, DurationMS: r.Duration.Milliseconds(),
 	}}
 	if r.Allowed {
-		ev.Egress.Decision, ev.Reason = "allow", ""
+		ev.Egress.Decision = "allow" // Reason, if any, is why the relay ended early
 	}
 	b.record(ev)
 }

@@ -110,9 +110,6 @@ type Decision struct {
 	Fix string `json:"fix,omitempty"`
 	// Addrs are the checked addresses, in the order to dial them.
 	Addrs []netip.Addr `json:"addresses,omitempty"`
-	// IPRule is set when an address or CIDR rule allowed an address
-	// destination: such a tunnel needs no TLS server name.
-	IPRule bool `json:"-"`
 }
 
 // Target is "host:port" as the client asked for it.
@@ -209,7 +206,7 @@ func (p *Policy) checkAddrs(d Decision, byName *rule, addrs []netip.Addr, fromHo
 			}
 		}
 		if len(d.Addrs) == 0 {
-			d.Rule, d.IPRule = decided.String(), byName == nil
+			d.Rule = decided.String()
 		}
 		d.Addrs = append(d.Addrs, a)
 	}
