@@ -133,11 +133,13 @@ func bindSocket(path string, uid int) (*net.UnixListener, error) {
 	}
 	defer os.RemoveAll(tmp)
 	bound := filepath.Join(tmp, "s")
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: bound, Net: "unix"})
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "unix", bound)
 	if err != nil {
 		return nil, fmt.Errorf("egress: listen: %w", err)
 	}
-	ln.SetUnlinkOnClose(false)
+	ln := l.(*net.UnixListener)
+	ln.SetUnlinkOnClose(false) // the name moves; Close removes the final path
 	fail := func(what string, err error) (*net.UnixListener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("egress: %s %s: %w", what, path, err)
