@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -71,7 +72,8 @@ func newEgressEnv(t *testing.T, opts ...harnessOpt) *egressEnv {
 	}
 	t.Cleanup(func() { audit.Close() })
 	e.b = broker.New(broker.Options{Config: cfg, Store: h.st, Providers: reg, Env: h.w, Audit: audit,
-		EgressDir: filepath.Join(h.dir, "egress"), EgressDial: dial})
+		EgressDir: filepath.Join(h.dir, "egress"), EgressDial: dial, Logger: slog.New(slog.NewTextHandler(h.logs, nil)),
+		Now: func() time.Time { return time.Now().Add(time.Duration(h.offset.Load())) }})
 	t.Cleanup(e.b.CloseEgress)
 	return e
 }
@@ -324,5 +326,26 @@ func TestEgressGatewayFailureFailsTheStart(t *testing.T) {
 	}
 	if n := e.h.vaultTokensOf(ss[0].ID); n != 0 {
 		t.Errorf("%d Vault tokens of the failed start still valid", n)
+	}
+}
+
+func TestEgressExpiryClosesTheGateway(t *testing.T) {
+	e := newEgressEnv(t)
+	ctx := context.Background()
+	si, err := e.b.StartSession(ctx, e.h.caller, broker.StartRequest{Role: "agent-net", TTL: "1m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := e.tunnel(t, si.EgressSocket)
+	e.h.offset.Store(int64(2 * time.Minute)) // past the session's expiry
+	start := time.Now()
+	e.b.Tick(ctx)
+	el := closedWithin(t, done, start)
+	t.Logf("open tunnel closed %v after the reaper ran", el)
+	if _, err := os.Lstat(si.EgressSocket); !os.IsNotExist(err) {
+		t.Errorf("socket left after expiry: %v", err)
+	}
+	if got, _ := e.b.GetSession(ctx, si.ID); got.State != "ended" || !strings.Contains(got.EndReason, "ttl expired") {
+		t.Errorf("session %s %q", got.State, got.EndReason)
 	}
 }
