@@ -62,7 +62,8 @@ lint: $(GOLANGCI)
 
 # Fuzz targets: package and function (seed corpora are the f.Add calls).
 FUZZ_TARGETS := configs:FuzzParse agentenv:FuzzParseEnv agentenv:FuzzLoadSession \
-	broker:FuzzDecodeRequest broker:FuzzVerifyAudit broker/guard:FuzzScan broker/guard:FuzzParseDiff
+	broker:FuzzDecodeRequest broker:FuzzVerifyAudit broker/guard:FuzzScan broker/guard:FuzzParseDiff \
+	broker/egress:FuzzReadProxyRequest broker/egress:FuzzReadSOCKS broker/egress:FuzzClientHello
 # An execution count, not a duration: a duration can end while a worker is
 # busy and the fuzz engine then fails with "context deadline exceeded".
 FUZZTIME ?= 2000x

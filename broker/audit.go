@@ -30,6 +30,25 @@ type Event struct {
 	Reason    string    `json:"reason,omitempty"`
 	Expires   time.Time `json:"expires,omitzero"`
 	Error     string    `json:"error,omitempty"`
+	// Egress connection fields (event egress.connection): never a URL
+	// path or query.
+	Egress *EgressConn `json:"egress,omitempty"`
+}
+
+// EgressConn is one connection through a session's egress gateway.
+type EgressConn struct {
+	// Proto is http, connect or socks5.
+	Proto string `json:"proto,omitempty"`
+	Host  string `json:"host,omitempty"`
+	Port  int    `json:"port,omitempty"`
+	// Addr is the address dialed (after the gateway's own resolution).
+	Addr string `json:"addr,omitempty"`
+	// Decision is allow or deny; Rule the config entry that decided.
+	Decision   string `json:"decision"`
+	Rule       string `json:"rule,omitempty"`
+	BytesUp    int64  `json:"bytes_up"`
+	BytesDown  int64  `json:"bytes_down"`
+	DurationMS int64  `json:"duration_ms"`
 }
 
 // Audit event names.
@@ -49,6 +68,7 @@ const (
 	EvProviderNotice  = "provider.notice"
 	EvDaemonStart     = "daemon.start"
 	EvDaemonStop      = "daemon.stop"
+	EvEgressConn      = "egress.connection"
 )
 
 // AuditLog appends hash-chained JSON lines to a file opened O_APPEND with

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/agentenv"
+	"github.com/credbroker/credbroker/broker/egress"
 	"github.com/credbroker/credbroker/broker/guard"
 	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/leases"
@@ -63,6 +64,12 @@ type Options struct {
 	// incident handling touch only those. Empty for a single broker: every
 	// session in the store is its own.
 	HostID string
+	// EgressDir holds the sessions' egress gateway sockets
+	// (<runtime_dir>/egress); empty: no gateways are served.
+	EgressDir string
+	// EgressDial replaces the gateways' dialer (tests that prove a
+	// refused address is never dialed); nil: a plain TCP dialer.
+	EgressDial egress.DialFunc
 }
 
 // Hooks lets tests stop the broker at exact steps.
@@ -83,6 +90,8 @@ type Broker struct {
 	now   func() time.Time
 	hooks Hooks
 	host  string
+
+	egress *egress.Manager // nil: no egress gateways
 
 	locks sync.Map // session id → *sync.Mutex
 
@@ -112,6 +121,10 @@ func New(o Options) *Broker {
 	}
 	if b.now == nil {
 		b.now = time.Now
+	}
+	if o.EgressDir != "" {
+		b.egress = egress.NewManager(egress.ManagerConfig{Dir: o.EgressDir, Config: o.Config,
+			Dial: o.EgressDial, Report: b.egressReport, Logger: b.log})
 	}
 	return b
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/agentenv"
+	"github.com/credbroker/credbroker/broker/egress"
 	"github.com/credbroker/credbroker/broker/guard"
 	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/leases"
@@ -36,6 +37,9 @@ type DaemonOptions struct {
 	Now func() time.Time
 	// Ready, if set, is called once the socket accepts requests.
 	Ready func()
+	// EgressDial, if set, replaces the egress gateways' dialer (tests
+	// that prove a refused address is never dialed).
+	EgressDial egress.DialFunc
 }
 
 // Serve runs the daemon until ctx ends: it opens the store and audit log,
@@ -85,7 +89,9 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		return err
 	}
 	w := &agentenv.Writer{Root: filepath.Join(cfg.Broker.RuntimeDir, "sessions"), AllowDisk: o.AllowDisk, Logger: log}
-	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks, Now: o.Now, HostID: host})
+	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks, Now: o.Now, HostID: host,
+		EgressDir: filepath.Join(cfg.Broker.RuntimeDir, "egress"), EgressDial: o.EgressDial})
+	defer b.CloseEgress()
 
 	l, err := listen(cfg.Broker.Socket, len(cfg.Broker.AllowedUIDs) > 0, log) // systemd's socket, or its own
 	if err != nil {
@@ -103,6 +109,7 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		log.Error("reconcile at start-up (retried by the loops)", "err", err)
 	}
 	b.loadCache(ctx)
+	b.reopenEgress(ctx)
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	wg.Go(func() { errc <- srv.Serve(l) })
@@ -129,6 +136,7 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 	}
 	stopLoops()
 	wg.Wait()
+	b.CloseEgress() // their connections end with the daemon; reopened at the next start
 	b.record(Event{Event: EvDaemonStop})
 	return serveErr
 }

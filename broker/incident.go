@@ -193,6 +193,7 @@ func (b *Broker) wipeDirs(ids []string) {
 		wg.Go(func() {
 			for id := range work {
 				unlock := b.lock(id)
+				b.closeEgress(id) // the network first, then the files
 				_ = b.env.MarkRevoked(id)
 				if err := b.env.Remove(id); err != nil {
 					b.log.Error("remove session dir", "session", id, "err", err)
@@ -370,7 +371,9 @@ func (b *Broker) ListSessionsWith(ctx context.Context, q SessionQuery) ([]Sessio
 	}
 	out := make([]SessionInfo, 0, len(ss))
 	for _, s := range ss {
-		out = append(out, sessionInfo(s, bySession[s.ID]))
+		si := sessionInfo(s, bySession[s.ID])
+		b.egressInto(&si)
+		out = append(out, si)
 	}
 	return out, nil
 }
@@ -388,5 +391,7 @@ func (b *Broker) GetSession(ctx context.Context, id string) (SessionInfo, error)
 	if err != nil {
 		return SessionInfo{}, err
 	}
-	return sessionInfo(s, ls), nil
+	si := sessionInfo(s, ls)
+	b.egressInto(&si)
+	return si, nil
 }

@@ -56,6 +56,9 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 		b.at("after-write-dir")
 	}
 	if err == nil {
+		err = b.openEgress(s)
+	}
+	if err == nil {
 		// Nothing is handed out that the audit log does not hold.
 		ev := Event{Event: EvSessionStart, Session: s.ID, Role: role.Name, CallerUID: uidPtr(c.UID), CallerPID: c.PID, Expires: s.ExpiresAt}
 		if aerr := b.audit.Record(ev); aerr != nil {
@@ -77,7 +80,9 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 	}
 	log.Info("session started", "expires", s.ExpiresAt, "dir", s.Dir)
 	ls, _ := b.store.ListLeases(ctx, s.ID)
-	return sessionInfo(s, ls), nil
+	info := sessionInfo(s, ls)
+	b.egressInto(&info)
+	return info, nil
 }
 
 // checkStart validates a request: role, ttl, uid, incident lock.
@@ -327,6 +332,7 @@ func (b *Broker) endAt(ctx context.Context, id, reason string, at time.Time) err
 // or (readErr set) as this broker holds it in memory.
 func (b *Broker) endFrom(ctx context.Context, s leases.Session, readErr error, reason string, at time.Time) error {
 	id := s.ID
+	b.closeEgress(id)   // the sandbox's network goes first, before any store or server call
 	storeErr := readErr // set once the store failed: no more calls are tried
 	var err error
 	if s.State == leases.SessionActive {

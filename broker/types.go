@@ -30,9 +30,11 @@ type SessionInfo struct {
 	Leases    []LeaseInfo `json:"leases,omitempty"`
 	// Host is the broker host that owns the session (fleet mode).
 	Host string `json:"host,omitempty"`
-	// EgressSocket is the session's egress gateway socket on the host, to
-	// mount into its sandbox; empty when the role has no egress.
+	// EgressSocket is the session's egress gateway socket, empty when its
+	// role has no egress (or the gateway is not open on this broker).
 	EgressSocket string `json:"egress_socket,omitempty"`
+	// Egress counts the connections through the gateway (nil without one).
+	Egress *EgressStats `json:"egress,omitempty"`
 }
 
 // LeaseInfo is a lease as the API shows it.

@@ -48,6 +48,8 @@ type Broker struct {
 	// (fleet mode); it owns the sessions it starts. Default: the host name
 	// when store.driver is postgres (see EffectiveHostID), none otherwise.
 	HostID string `yaml:"host_id"`
+	// Egress holds settings of the sessions' egress gateways.
+	Egress BrokerEgress `yaml:"egress"`
 }
 
 // Store selects the lease store.
@@ -130,6 +132,10 @@ type Role struct {
 	// Kube, when set, gives the session a Kubernetes service account and
 	// a kubeconfig with its short-lived token.
 	Kube *KubeRole `yaml:"kube"`
+	// Egress, when set, gives the session a network gateway that reaches
+	// only the hosts it allows (see docs/egress.md); without it the
+	// sandbox has no network.
+	Egress *Egress `yaml:"egress"`
 }
 
 // ProviderNames lists the providers a role uses, in a fixed order (the

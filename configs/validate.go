@@ -51,6 +51,7 @@ func (c *Config) problems() problems {
 	if k := c.Providers.Kube; k != nil {
 		k.validate(&ps, fieldPath{"providers", "kube"})
 	}
+	c.Broker.Egress.validate(&ps, fieldPath{"broker", "egress"})
 	c.validateRoles(&ps)
 	if v := c.Providers.Vault; v != nil {
 		c.validateEpoch(&ps, v)

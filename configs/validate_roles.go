@@ -56,6 +56,9 @@ func (c *Config) validateRoles(ps *problems) {
 			}
 			r.AWS.validate(ps, p.with("aws"))
 		}
+		if r.Egress != nil {
+			r.Egress.validate(ps, p.with("egress"))
+		}
 		if r.Kube != nil {
 			if c.Providers.Kube == nil {
 				ps.add(p.with("kube"), "add a providers.kube block with the broker's kubeconfig",

@@ -151,5 +151,9 @@ func printRecord(w io.Writer, r broker.AuditRecord) {
 	if r.CallerUID != nil {
 		parts = append(parts, fmt.Sprintf("uid=%d", *r.CallerUID))
 	}
+	if e := r.Egress; e != nil {
+		parts = append(parts, fmt.Sprintf("%s %s %s:%d addr=%s rule=%s up=%d down=%d ms=%d",
+			e.Decision, e.Proto, e.Host, e.Port, e.Addr, oneLine(e.Rule), e.BytesUp, e.BytesDown, e.DurationMS))
+	}
 	fmt.Fprintln(w, strings.Join(parts, " "))
 }

@@ -39,6 +39,7 @@ func newStatusCmd(g *globalOpts) *cobra.Command {
 			}
 			fmt.Fprintf(g.out, "providers: %v\n\nsessions (%d live):\n", st.Providers, len(st.Sessions))
 			printSessions(g.out, st.Sessions)
+			printEgress(g.out, st.Sessions)
 			fmt.Fprintf(g.out, "\npending revocations: %d\n", len(st.Pending))
 			printLeases(g.out, st.Pending)
 			return nil

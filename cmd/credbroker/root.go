@@ -150,6 +150,7 @@ revokes them when the session ends, expires, or an incident is declared.
 		newConfigCmd(g),
 		newAuditCmd(g),
 		newGuardCmd(g),
+		newEgressCmd(g),
 		newVersionCmd(g),
 	)
 	return root
