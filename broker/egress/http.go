@@ -39,7 +39,7 @@ func readProxyRequest(br *bufio.Reader) (proxyRequest, error) {
 		if err != nil || h == "" {
 			return pr, fmt.Errorf("CONNECT needs host:port, got %q", clip(req.RequestURI))
 		}
-		pr.host, pr.port, err = h, portNumber(p), nil
+		pr.host, pr.port = h, portNumber(p)
 		if pr.port == 0 {
 			return pr, fmt.Errorf("CONNECT port %q is not a number from 1 to 65535", clip(p))
 		}
