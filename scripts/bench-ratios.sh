@@ -40,6 +40,14 @@ awk '/^Benchmark/ && $4 == "ns/op" { n = $1; sub(/-[0-9]+$/, "", n); print n, $3
       ratio("credbroker version / aws-vault --version", "BenchmarkCLIStartup/credbroker-version", "BenchmarkCLIStartup/aws-vault-version")
       ratio("credbroker version / bare exec", "BenchmarkCLIStartup/credbroker-version", "BenchmarkCLIStartup/bare-exec")
       ratio("credbroker exec -- true / bare exec", "BenchmarkCLIStartup/credbroker-exec", "BenchmarkCLIStartup/bare-exec")
+      ratio("egress: connect + one round trip, through the gateway / direct (loopback)",
+        "BenchmarkEgressConnect/gateway", "BenchmarkEgressConnect/direct")
+      diff("egress: what the gateway adds to opening a connection (loopback)",
+        "BenchmarkEgressConnect/gateway", "BenchmarkEgressConnect/direct")
+      ratio("egress: 16 MiB download time, through the gateway / direct (loopback; throughput is the inverse)",
+        "BenchmarkEgressThroughput/gateway", "BenchmarkEgressThroughput/direct")
+      ratio("sandbox forwarder: CONNECT tunnel open, via forwarder / straight to the gateway socket",
+        "BenchmarkForwarder/connect/via-forwarder", "BenchmarkForwarder/connect/direct-gateway")
       ratio("Vault one by one (10,000) / credbroker revoke --all (10,000)",
         "BenchmarkVaultRevoke10000/one-by-one", "BenchmarkRevokeAll/10000")
       ratio("Vault by parent (10,000) / credbroker revoke --all (10,000)",

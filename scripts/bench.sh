@@ -29,6 +29,7 @@ run broker-lifecycle ./broker/ -bench '^Benchmark(StartSession|EndSession)$' -be
 run memory ./cmd/credbroker/ -bench '^BenchmarkDaemonMemory10000$' -benchtime=1x -timeout 30m
 run revoke-all ./broker/ -bench '^Benchmark(RevokeAll|VaultRevoke10000)$' -benchtime=1x -timeout 60m
 run fleet ./cmd/credbroker/ -bench '^BenchmarkFleetRevokeAll$' -benchtime=1x -timeout 30m
+run egress ./broker/egress/ -bench '^BenchmarkEgress(Connect|Throughput)$' -count="$COUNT"
 run building-blocks ./leases/... -bench . -benchmem
 run building-blocks-agentenv ./agentenv/... -bench . -benchmem
 
