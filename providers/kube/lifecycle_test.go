@@ -129,7 +129,7 @@ func TestMissingRoleFailsCleanly(t *testing.T) {
 }
 
 // TestFailureAfterCreateCleansUp: the broker identity here may create the
-// service account, secret and binding but not request tokens, so the mint
+// service account and binding but not request tokens, so the mint
 // fails at its last step; everything it created is deleted.
 func TestFailureAfterCreateCleansUp(t *testing.T) {
 	e := newEnv(t)
@@ -145,7 +145,7 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {name: notoken-broker, namespace: NS}
 rules:
-- {apiGroups: [""], resources: [serviceaccounts, secrets], verbs: [create, delete, list]}
+- {apiGroups: [""], resources: [serviceaccounts], verbs: [create, delete, list]}
 - {apiGroups: [rbac.authorization.k8s.io], resources: [rolebindings], verbs: [create, delete, list]}
 - {apiGroups: [rbac.authorization.k8s.io], resources: [roles], verbs: [get, bind]}
 ---
@@ -302,7 +302,7 @@ func TestNoTokenInLogsLeasesErrorsOrAuditLog(t *testing.T) {
 }
 
 // TestFindOrphansAfterPartialMint: a crash after the ServiceAccount and
-// Secret were created but before the binding (and before the lease was
+// the binding were created but before the token (and before the lease was
 // recorded) leaves objects that FindOrphans finds by the session label and
 // Revoke deletes.
 func TestFindOrphansAfterPartialMint(t *testing.T) {
