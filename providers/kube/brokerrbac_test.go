@@ -8,6 +8,7 @@ import (
 
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -176,6 +177,26 @@ func TestBrokerWithShippedRBAC(t *testing.T) {
 		}
 		if left := e.objectsLeft(ctx, t, s.ID); len(left) != 0 {
 			t.Errorf("failed mint left %v", left)
+		}
+	})
+
+	t.Run("EscalateOnlyOnInlineRoleNames", func(t *testing.T) {
+		// The inline-rules part limits escalate to credbroker-role-<role>:
+		// a Role of another name with rules the broker lacks is refused,
+		// on create and on update.
+		roles := e.brokerClient(t).RbacV1().Roles(e.ns)
+		readSecrets := kubetest.SecretReader(e.ns).Rules
+		_, err := roles.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "not-inline", Namespace: e.ns}, Rules: readSecrets}, metav1.CreateOptions{})
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("the broker created a Role that reads Secrets: %v; want 403", err)
+		}
+		pr, err := e.srv.Admin.RbacV1().Roles(e.ns).Get(ctx, "pod-reader", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr.Rules = append(pr.Rules, readSecrets...)
+		if _, err := roles.Update(ctx, pr, metav1.UpdateOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("the broker widened Role pod-reader: %v; want 403", err)
 		}
 	})
 
