@@ -75,7 +75,7 @@ func TestBrokerWithShippedRBAC(t *testing.T) {
 	if err := e.srv.CreateRole(ctx, kubetest.SecretReader(e.ns)); err != nil {
 		t.Fatal(err)
 	}
-	inline := configs.Role{Name: "agent-inline", Kube: &configs.KubeRole{Namespace: e.ns, TokenTTL: configs.Duration(time.Hour),
+	inline := configs.Role{Name: "agent-logs", Kube: &configs.KubeRole{Namespace: e.ns, TokenTTL: configs.Duration(time.Hour),
 		Rules: []configs.KubeRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}}}}}
 	view := configs.Role{Name: "viewer", Kube: &configs.KubeRole{Namespace: e.ns, ClusterRole: kubetest.PodViewer().Name, TokenTTL: configs.Duration(time.Hour)}}
 	roles := []configs.Role{podReaderRole(e.ns), inline, view}
@@ -278,10 +278,10 @@ func TestBrokerWithRequiredRBACOnly(t *testing.T) {
 	}
 	secretsForbidden(t, e)
 
-	inline := configs.Role{Name: "agent-inline", Kube: &configs.KubeRole{Namespace: e.ns, TokenTTL: configs.Duration(time.Hour),
+	inline := configs.Role{Name: "agent-logs", Kube: &configs.KubeRole{Namespace: e.ns, TokenTTL: configs.Duration(time.Hour),
 		Rules: []configs.KubeRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}}}}}
 	p = e.provider(t, kubetest.BrokerContext, podReaderRole(e.ns), inline)
-	if err := p.Check(ctx); err == nil || !strings.Contains(err.Error(), "escalate roles credbroker-role-agent-inline in "+e.ns) {
+	if err := p.Check(ctx); err == nil || !strings.Contains(err.Error(), "escalate roles credbroker-role-agent-logs in "+e.ns) {
 		t.Errorf("check with an inline role but no inline-rules RBAC: %v; want the missing escalate named", err)
 	}
 	s = providertest.NewSession(inline.Name, 10*time.Minute)
