@@ -12,9 +12,10 @@ import (
 	"github.com/credbroker/credbroker/providers"
 )
 
-// Renew requests a new token for the session's ServiceAccount and returns it as the new kube/token (the broker replaces the
-// file atomically; client-go re-reads it about once a minute and after a
-// 401, so the agent needs no restart). The previous token stays valid until
+// Renew requests a new token for the session's ServiceAccount and returns
+// it as the new kube/token (the broker replaces the file atomically;
+// client-go re-reads it about once a minute and after a 401, so the agent
+// needs no restart). The previous token stays valid until
 // its own expiry or the session's revocation, whichever comes first.
 func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Lease, _ providers.FileReader) (providers.Grant, error) {
 	if l.Kind != KindServiceAccount || !s.ExpiresAt.After(p.now()) {
