@@ -262,7 +262,7 @@ func TestBrokerWithRequiredRBACOnly(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	e.srv.Apply(t, shippedRBAC(t, e.ns, func(doc string) bool {
-		return !strings.Contains(doc, inlineRulesPart) && !strings.Contains(doc, clusterRolesPart)
+		return !strings.Contains(doc, "name: "+inlineRulesPart) && !strings.Contains(doc, "name: "+clusterRolesPart)
 	}))
 	p := e.provider(t, kubetest.BrokerContext, podReaderRole(e.ns))
 	if err := p.Check(ctx); err != nil {

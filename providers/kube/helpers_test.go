@@ -121,11 +121,12 @@ func (e *env) waitRefusals(ctx context.Context, t testing.TB, g providers.Grant,
 	c := e.client(t, g)
 	for {
 		_, err := c.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{})
+		at := time.Since(start)
 		if r.refused == 0 && (apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)) {
-			r.refused = time.Since(start)
+			r.refused = at
 		}
 		if apierrors.IsUnauthorized(err) {
-			r.unauthorized = time.Since(start)
+			r.unauthorized = at
 			return r, nil
 		}
 		if time.Since(start) > rejectLimit {

@@ -49,8 +49,8 @@ func TestRevocationWindow(t *testing.T) {
 	check := func(what string, r refusal, firstUse, ended time.Time) {
 		t.Helper()
 		t.Logf("%s: 403 %s after the revocation returned, 401 %s after (%s after the token's first successful check)",
-			what, r.refused.Round(10*time.Millisecond), r.unauthorized.Round(100*time.Millisecond),
-			ended.Add(r.unauthorized).Sub(firstUse).Round(100*time.Millisecond))
+			what, r.refused.Round(time.Millisecond), r.unauthorized.Round(10*time.Millisecond),
+			ended.Add(r.unauthorized).Sub(firstUse).Round(10*time.Millisecond))
 		if r.refused > forbiddenLimit {
 			t.Errorf("%s: first refused %s after the revocation; want within %s (authorization)", what, r.refused, forbiddenLimit)
 		}
@@ -80,7 +80,7 @@ func TestRevocationWindow(t *testing.T) {
 	if r, err := e.waitRefusals(ctx, t, g, time.Now()); err != nil || r.unauthorized > uncachedTokenLimit {
 		t.Errorf("session end, token never used: 401 after %s (%v); want at once", r.unauthorized, err)
 	} else {
-		t.Logf("session end, token never used: 401 %s after the revocation returned", r.unauthorized.Round(10*time.Millisecond))
+		t.Logf("session end, token never used: 401 %s after the revocation returned", r.unauthorized.Round(time.Millisecond))
 	}
 
 	g1, g2 := mint(), mint()
@@ -131,7 +131,7 @@ func TestDeletingTheServiceAccountIsEnough(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("token used before=%v: 401 %s after only the ServiceAccount was deleted (first refusal %s)",
-			used, r.unauthorized.Round(10*time.Millisecond), r.refused.Round(10*time.Millisecond))
+			used, r.unauthorized.Round(time.Millisecond), r.refused.Round(time.Millisecond))
 		if r.refused != r.unauthorized {
 			t.Errorf("token used before=%v: refused with 403 before 401 although the binding is still there", used)
 		}
