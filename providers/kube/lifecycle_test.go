@@ -42,8 +42,8 @@ func jwtExpiry(t testing.TB, tok string) time.Time {
 	return time.Unix(int64(exp), 0)
 }
 
-// TestRenew: the refresher's Renew returns a new, working token bound to
-// the same Secret, with a fresh expiry, and only the token file; after
+// TestRenew: the refresher's Renew returns a new, working token of the
+// same ServiceAccount (no Secret), with a fresh expiry, and only the token file; after
 // revocation it fails (without the token in the error).
 func TestRenew(t *testing.T) {
 	e := newEnv(t)
@@ -70,9 +70,9 @@ func TestRenew(t *testing.T) {
 	tok := ng.Files[kube.TokenFile].Reveal()
 	c := claims(t, tok)
 	bound, _ := c["kubernetes.io"].(map[string]any)
-	sec, _ := bound["secret"].(map[string]any)
-	if sec["name"] != "credbroker-"+s.ID {
-		t.Errorf("renewed token is bound to %v, want the session's secret", bound)
+	sa, _ := bound["serviceaccount"].(map[string]any)
+	if sa["name"] != "credbroker-"+s.ID || sa["uid"] == "" || bound["secret"] != nil {
+		t.Errorf("renewed token is bound to %v, want the session's service account only", bound)
 	}
 	if err := e.listPods(ctx, t, ng, e.ns); err != nil {
 		t.Fatalf("renewed token: %v", err)
