@@ -43,7 +43,7 @@ type KubeProvider struct {
 // KubeRole is a role's Kubernetes block: a service account per session in
 // Namespace, bound to exactly one of Role, ClusterRole or inline Rules.
 type KubeRole struct {
-	// Namespace holds the session's ServiceAccount, Secret and RoleBinding,
+	// Namespace holds the session's ServiceAccount and RoleBinding,
 	// and is the kubeconfig context's default namespace.
 	Namespace string `yaml:"namespace"`
 	// Role is an existing Role in Namespace to bind.

@@ -107,6 +107,52 @@ func (e *env) waitRejected(ctx context.Context, t testing.TB, g providers.Grant)
 	}
 }
 
+// refusal is when a revoked token was first refused, and when with 401.
+type refusal struct {
+	refused, unauthorized time.Duration
+}
+
+// waitRefusals polls every 20 ms with the grant's token from start until
+// the API server answers 401, and returns when it first refused the
+// request at all (403: authenticated from its token cache, but the
+// binding is gone; or 401) and when with 401.
+func (e *env) waitRefusals(ctx context.Context, t testing.TB, g providers.Grant, start time.Time) (refusal, error) {
+	var r refusal
+	c := e.client(t, g)
+	for {
+		_, err := c.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{})
+		at := time.Since(start)
+		if r.refused == 0 && (apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)) {
+			r.refused = at
+		}
+		if apierrors.IsUnauthorized(err) {
+			r.unauthorized = at
+			return r, nil
+		}
+		if time.Since(start) > rejectLimit {
+			return r, fmt.Errorf("token still authenticated %s after revocation (last answer: %v)", rejectLimit, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitRefused waits until the grant's token is refused at all (403 or
+// 401), at most rejectLimit.
+func (e *env) waitRefused(ctx context.Context, t testing.TB, g providers.Grant) error {
+	start := time.Now()
+	c := e.client(t, g)
+	for {
+		_, err := c.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{})
+		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+			return nil
+		}
+		if time.Since(start) > rejectLimit {
+			return fmt.Errorf("token still accepted %s after revocation (last answer: %v)", rejectLimit, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // objectsLeft lists the session objects the broker left in ns.
 func (e *env) objectsLeft(ctx context.Context, t testing.TB, sessionID string) []string {
 	t.Helper()

@@ -1,10 +1,10 @@
 // Package kube is the Kubernetes provider: a ServiceAccount per session,
 // bound to the role's Role or ClusterRole (or a broker-owned Role made from
-// inline rules), with short-lived TokenRequest tokens bound to a per-session
-// Secret, delivered as a kubeconfig whose user reads a token file.
+// inline rules), with short-lived TokenRequest tokens, delivered as a
+// kubeconfig whose user reads a token file. The broker never creates,
+// reads or deletes a Secret.
 //
-// Deleting the ServiceAccount (or the Secret its tokens are bound to)
-// invalidates every token of the session; kube-apiserver may keep accepting
+// Deleting the ServiceAccount invalidates every token of the session; kube-apiserver may keep accepting
 // a token it checked successfully in the last 10 seconds (its token cache),
 // see docs/kubernetes.md.
 package kube
@@ -31,7 +31,7 @@ import (
 const Name = "kube"
 
 // KindServiceAccount is the one lease kind: a session's ServiceAccount
-// together with its Secret and binding.
+// together with its binding.
 const KindServiceAccount = "serviceaccount"
 
 // Files the provider writes into the session dir, and the env that points
@@ -164,8 +164,7 @@ func (p *Provider) clusterWide() bool {
 	return false
 }
 
-// objectName is the name of a session's ServiceAccount, Secret and
-// binding: the cluster's audit log then names the session.
+// objectName is the name of a session's ServiceAccount and binding: the cluster's audit log then names the session.
 func objectName(sessionID string) (string, error) {
 	name := objectPrefix + sessionID
 	if errs := validation.IsDNS1123Label(name); len(errs) > 0 {

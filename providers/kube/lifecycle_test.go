@@ -42,8 +42,8 @@ func jwtExpiry(t testing.TB, tok string) time.Time {
 	return time.Unix(int64(exp), 0)
 }
 
-// TestRenew: the refresher's Renew returns a new, working token bound to
-// the same Secret, with a fresh expiry, and only the token file; after
+// TestRenew: the refresher's Renew returns a new, working token of the
+// same ServiceAccount (no Secret), with a fresh expiry, and only the token file; after
 // revocation it fails (without the token in the error).
 func TestRenew(t *testing.T) {
 	e := newEnv(t)
@@ -70,9 +70,9 @@ func TestRenew(t *testing.T) {
 	tok := ng.Files[kube.TokenFile].Reveal()
 	c := claims(t, tok)
 	bound, _ := c["kubernetes.io"].(map[string]any)
-	sec, _ := bound["secret"].(map[string]any)
-	if sec["name"] != "credbroker-"+s.ID {
-		t.Errorf("renewed token is bound to %v, want the session's secret", bound)
+	sa, _ := bound["serviceaccount"].(map[string]any)
+	if sa["name"] != "credbroker-"+s.ID || sa["uid"] == "" || bound["secret"] != nil {
+		t.Errorf("renewed token is bound to %v, want the session's service account only", bound)
 	}
 	if err := e.listPods(ctx, t, ng, e.ns); err != nil {
 		t.Fatalf("renewed token: %v", err)
@@ -129,7 +129,7 @@ func TestMissingRoleFailsCleanly(t *testing.T) {
 }
 
 // TestFailureAfterCreateCleansUp: the broker identity here may create the
-// service account, secret and binding but not request tokens, so the mint
+// service account and binding but not request tokens, so the mint
 // fails at its last step; everything it created is deleted.
 func TestFailureAfterCreateCleansUp(t *testing.T) {
 	e := newEnv(t)
@@ -145,7 +145,7 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {name: notoken-broker, namespace: NS}
 rules:
-- {apiGroups: [""], resources: [serviceaccounts, secrets], verbs: [create, delete, list]}
+- {apiGroups: [""], resources: [serviceaccounts], verbs: [create, delete, list]}
 - {apiGroups: [rbac.authorization.k8s.io], resources: [rolebindings], verbs: [create, delete, list]}
 - {apiGroups: [rbac.authorization.k8s.io], resources: [roles], verbs: [get, bind]}
 ---
@@ -302,7 +302,7 @@ func TestNoTokenInLogsLeasesErrorsOrAuditLog(t *testing.T) {
 }
 
 // TestFindOrphansAfterPartialMint: a crash after the ServiceAccount and
-// Secret were created but before the binding (and before the lease was
+// the binding were created but before the token (and before the lease was
 // recorded) leaves objects that FindOrphans finds by the session label and
 // Revoke deletes.
 func TestFindOrphansAfterPartialMint(t *testing.T) {

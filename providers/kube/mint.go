@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/internal/secret"
@@ -22,9 +21,8 @@ import (
 // Lease data keys (non-secret; returned to Renew and Revoke).
 const (
 	dataNamespace   = "namespace"
-	dataName        = "name" // ServiceAccount, Secret and binding share it
+	dataName        = "name" // ServiceAccount and binding share it
 	dataBindingKind = "binding_kind"
-	dataSecretUID   = "secret_uid"
 	dataAudiences   = "audiences" // comma-separated
 	dataTokenTTL    = "token_ttl" // seconds, the role's cap
 )
@@ -42,13 +40,12 @@ const cleanupTimeout = 30 * time.Second
 type created struct {
 	ns, name    string
 	bindingKind string
-	sa, secret  bool
-	binding     bool
+	sa, binding bool
 }
 
 // Mint checks the role's Role/ClusterRole (or syncs its inline Role), then
-// creates the session's ServiceAccount, Secret and binding and requests a
-// token bound to the Secret. On any failure it deletes what it created.
+// creates the session's ServiceAccount and binding and requests a token
+// for the ServiceAccount. On any failure it deletes what it created.
 func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.Role) (providers.Grant, error) {
 	kr := role.Kube
 	if kr == nil {
@@ -74,7 +71,7 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 	defer cancel()
 	if cerr := p.deleteObjects(cctx, c); cerr != nil {
 		// The caller keeps the lease pending and retries its revocation.
-		l := p.lease(s, role, c, "", time.Time{})
+		l := p.lease(s, role, c, time.Time{})
 		l.State = leases.LeaseRevokePending
 		return providers.Grant{Leases: []leases.Lease{l}},
 			errors.Join(err, fmt.Errorf("kube: delete the objects of the failed mint: %w", cerr))
@@ -95,18 +92,13 @@ func (p *Provider) mint(ctx context.Context, s providers.Session, role configs.R
 		return providers.Grant{}, fmt.Errorf("kube: create service account %s/%s: %w", c.ns, c.name, describe(err))
 	}
 	c.sa = true
-	// The Secret holds no data: it only anchors the tokens (boundObjectRef),
-	// so deleting it invalidates them even if the ServiceAccount survived.
-	sec, err := p.client.CoreV1().Secrets(c.ns).Create(ctx,
-		&corev1.Secret{ObjectMeta: meta, Type: corev1.SecretTypeOpaque}, metav1.CreateOptions{})
-	if err != nil {
-		return providers.Grant{}, fmt.Errorf("kube: create the token-binding secret %s/%s: %w", c.ns, c.name, describe(err))
-	}
-	c.secret = true
+	// No Secret: the tokens carry the ServiceAccount's UID, and the API
+	// server refuses them once that ServiceAccount is gone, so the broker
+	// needs no permission on Secrets at all (docs/kubernetes.md).
 	if err := p.createBinding(ctx, meta, ref, c); err != nil {
 		return providers.Grant{}, err
 	}
-	tok, exp, err := p.requestToken(ctx, s, c.ns, c.name, sec.UID, kr.Audiences, kr.TokenTTL.D())
+	tok, exp, err := p.requestToken(ctx, s, c.ns, c.name, kr.Audiences, kr.TokenTTL.D())
 	if err != nil {
 		return providers.Grant{}, err
 	}
@@ -114,7 +106,7 @@ func (p *Provider) mint(ctx context.Context, s providers.Session, role configs.R
 	if err != nil {
 		return providers.Grant{}, err
 	}
-	l := p.lease(s, role, c, string(sec.UID), exp)
+	l := p.lease(s, role, c, exp)
 	p.log.Info("minted service account token", "session", s.ID, "role", role.Name, "lease", l.ID, "expires", exp)
 	return providers.Grant{
 		Leases: []leases.Lease{l},
@@ -154,15 +146,14 @@ func tokenSeconds(s providers.Session, now time.Time, roleCap time.Duration) int
 	return int64((want + time.Second - 1) / time.Second)
 }
 
-// requestToken asks for a token of the ServiceAccount bound to its Secret
-// and returns it with the expiry the server granted (it may shorten it).
-func (p *Provider) requestToken(ctx context.Context, s providers.Session, ns, name string, secretUID types.UID, audiences []string, roleCap time.Duration) (secret.Value, time.Time, error) {
+// requestToken asks for a token of the ServiceAccount and returns it with
+// the expiry the server granted (it may shorten it).
+func (p *Provider) requestToken(ctx context.Context, s providers.Session, ns, name string, audiences []string, roleCap time.Duration) (secret.Value, time.Time, error) {
 	secs := tokenSeconds(s, p.now(), roleCap)
 	tr, err := p.client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{
 		Spec: authv1.TokenRequestSpec{
 			Audiences:         audiences,
 			ExpirationSeconds: &secs,
-			BoundObjectRef:    &authv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: name, UID: secretUID},
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
@@ -175,8 +166,8 @@ func (p *Provider) requestToken(ctx context.Context, s providers.Session, ns, na
 }
 
 // lease is the one lease of a session: its ServiceAccount, with what Renew
-// and Revoke need to find the Secret and binding.
-func (p *Provider) lease(s providers.Session, role configs.Role, c *created, secretUID string, exp time.Time) leases.Lease {
+// and Revoke need to find its binding and request new tokens.
+func (p *Provider) lease(s providers.Session, role configs.Role, c *created, exp time.Time) leases.Lease {
 	return leases.Lease{
 		ID:         leaseID(c.ns, c.name),
 		SessionID:  s.ID,
@@ -191,7 +182,6 @@ func (p *Provider) lease(s providers.Session, role configs.Role, c *created, sec
 			dataNamespace:   c.ns,
 			dataName:        c.name,
 			dataBindingKind: c.bindingKind,
-			dataSecretUID:   secretUID,
 			dataAudiences:   strings.Join(role.Kube.Audiences, ","),
 			dataTokenTTL:    fmt.Sprint(int64(role.Kube.TokenTTL.D() / time.Second)),
 		},

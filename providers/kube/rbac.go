@@ -57,6 +57,10 @@ func missingRole(role configs.Role, err error, field, create string) error {
 		role.Name, kr.Source(), where, describe(err))
 }
 
+// inlineBrokerRole is the optional Role of the shipped broker RBAC that
+// lets the broker keep inline-rule Roles.
+const inlineBrokerRole = "credbroker-broker-inline-rules"
+
 // InlineRoleName is the Role the broker keeps for a credbroker role with
 // inline rules.
 func InlineRoleName(role string) string { return inlineRolePrefx + role }
@@ -91,13 +95,17 @@ func (p *Provider) ensureInlineRole(ctx context.Context, role configs.Role) (str
 		cur, err := roles.Get(ctx, name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
+			// Created empty, then filled by an update: RBAC checks the
+			// escalate verb against the Role's name only on update (a
+			// create request carries no name to check), so the broker's
+			// escalate can be limited to the credbroker-role-<role> names.
 			_, err = roles.Create(ctx, &rbacv1.Role{
 				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: kr.Namespace, Labels: map[string]string{
 					LabelManagedBy: ManagedBy, LabelRole: role.Name, LabelInline: "true"}},
-				Rules: want,
 			}, metav1.CreateOptions{})
 			if err == nil {
 				p.log.Info("created the Role for inline rules", "role", role.Name, "namespace", kr.Namespace, "k8s_role", name)
+				continue
 			}
 		case err != nil:
 		case equality.Semantic.DeepEqual(normalize(cur.Rules), normalize(want)):
@@ -115,8 +123,8 @@ func (p *Provider) ensureInlineRole(ctx context.Context, role configs.Role) (str
 		if attempt < 3 && (apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err)) {
 			continue
 		}
-		return "", fmt.Errorf("kube: role %s: keep Role %s/%s in sync with its rules (the broker needs get, create and update on roles, and escalate or the rules' own permissions): %w",
-			role.Name, kr.Namespace, name, describe(err))
+		return "", fmt.Errorf("kube: role %s: keep Role %s/%s in sync with its rules (apply the optional Role %s of configs/examples/kube/broker-rbac.yaml in %s, with %s in its resourceNames; docs/kubernetes.md): %w",
+			role.Name, kr.Namespace, name, inlineBrokerRole, kr.Namespace, name, describe(err))
 	}
 }
 
@@ -145,13 +153,15 @@ func nonNil(s []string) []string {
 // uses inline rules in that namespace.
 func (p *Provider) SyncRoles(ctx context.Context) error {
 	var errs []error
-	keep := map[string]bool{} // namespace/name
+	keep := map[string]bool{}   // namespace/name
+	inline := map[string]bool{} // namespaces with an inline-rules role
 	for _, name := range sortedKeys(p.roles) {
 		r := p.roles[name]
 		if len(r.Kube.Rules) == 0 {
 			continue
 		}
 		keep[r.Kube.Namespace+"/"+InlineRoleName(name)] = true
+		inline[r.Kube.Namespace] = true
 		if _, err := p.ensureInlineRole(ctx, r); err != nil {
 			errs = append(errs, err)
 		}
@@ -159,6 +169,12 @@ func (p *Provider) SyncRoles(ctx context.Context) error {
 	sel := LabelManagedBy + "=" + ManagedBy + "," + LabelInline + "=true"
 	for _, ns := range p.namespaces {
 		list, err := p.client.RbacV1().Roles(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if apierrors.IsForbidden(err) && !inline[ns] {
+			// No role uses inline rules here and the optional inline-rules
+			// Role is not applied: the broker cannot have made any.
+			p.log.Debug("not looking for stale inline-rule Roles: the broker may not list roles", "namespace", ns)
+			continue
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("kube: list broker-owned roles in %s: %w", ns, describe(err)))
 			continue
@@ -169,7 +185,8 @@ func (p *Provider) SyncRoles(ctx context.Context) error {
 			}
 			err := p.client.RbacV1().Roles(ns).Delete(ctx, r.Name, metav1.DeleteOptions{})
 			if ignoreNotFound(err) != nil {
-				errs = append(errs, fmt.Errorf("kube: delete stale Role %s/%s: %w", ns, r.Name, describe(err)))
+				errs = append(errs, fmt.Errorf("kube: delete stale Role %s/%s (or delete it yourself: kubectl -n %s delete role %s): %w",
+					ns, r.Name, ns, r.Name, describe(err)))
 				continue
 			}
 			p.log.Info("deleted a Role whose credbroker role no longer has inline rules", "namespace", ns, "k8s_role", r.Name)

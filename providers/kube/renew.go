@@ -7,25 +7,24 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/types"
-
 	"github.com/credbroker/credbroker/internal/secret"
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers"
 )
 
-// Renew requests a new token for the session's ServiceAccount, bound to the
-// same Secret, and returns it as the new kube/token (the broker replaces the
-// file atomically; client-go re-reads it about once a minute and after a
-// 401, so the agent needs no restart). The previous token stays valid until
+// Renew requests a new token for the session's ServiceAccount and returns
+// it as the new kube/token (the broker replaces the file atomically;
+// client-go re-reads it about once a minute and after a 401, so the agent
+// needs no restart). The previous token stays valid until
 // its own expiry or the session's revocation, whichever comes first.
 func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Lease, _ providers.FileReader) (providers.Grant, error) {
 	if l.Kind != KindServiceAccount || !s.ExpiresAt.After(p.now()) {
 		return providers.Grant{}, providers.ErrNotRenewable
 	}
-	ns, name, uid := l.Data[dataNamespace], l.Data[dataName], l.Data[dataSecretUID]
-	if ns == "" || name == "" || uid == "" {
-		// A lease found after a crash only knows what to delete.
+	ns, name := l.Data[dataNamespace], l.Data[dataName]
+	if ns == "" || name == "" || l.Data[dataTokenTTL] == "" {
+		// A lease found after a crash (FindOrphans) only knows what to
+		// delete.
 		return providers.Grant{}, providers.ErrNotRenewable
 	}
 	roleCap := time.Hour
@@ -36,7 +35,7 @@ func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Leas
 	if a := l.Data[dataAudiences]; a != "" {
 		audiences = strings.Split(a, ",")
 	}
-	tok, exp, err := p.requestToken(ctx, s, ns, name, types.UID(uid), audiences, roleCap)
+	tok, exp, err := p.requestToken(ctx, s, ns, name, audiences, roleCap)
 	if err != nil {
 		return providers.Grant{}, fmt.Errorf("kube: renew %s: %w", l.ID, err)
 	}

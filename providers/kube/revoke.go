@@ -14,8 +14,8 @@ import (
 
 // Revoke deletes the session's ServiceAccount first (its tokens stop
 // authenticating, after at most the API server's 10 s token cache), then
-// the Secret the tokens are bound to and the binding. Objects already gone
-// count as deleted, so Revoke is idempotent.
+// its binding (from then on a token still in that cache is refused with
+// 403). Objects already gone count as deleted, so Revoke is idempotent.
 func (p *Provider) Revoke(ctx context.Context, l leases.Lease) error {
 	if l.Kind != KindServiceAccount {
 		return fmt.Errorf("kube: revoke %s: unknown lease kind %q", l.ID, l.Kind)
@@ -41,7 +41,7 @@ func createdOf(l leases.Lease) (*created, error) {
 	if kind == "" {
 		kind = kindRoleBinding
 	}
-	return &created{ns: ns, name: name, bindingKind: kind, sa: true, secret: true, binding: true}, nil
+	return &created{ns: ns, name: name, bindingKind: kind, sa: true, binding: true}, nil
 }
 
 // deleteObjects deletes what c says exists, service account first; it
@@ -60,7 +60,6 @@ func (p *Provider) deleteObjects(ctx context.Context, c *created) error {
 	del("service account", c.sa, func() error {
 		return p.client.CoreV1().ServiceAccounts(c.ns).Delete(ctx, c.name, opts)
 	})
-	del("secret", c.secret, func() error { return p.client.CoreV1().Secrets(c.ns).Delete(ctx, c.name, opts) })
 	del(strings.ToLower(c.bindingKind), c.binding, func() error {
 		if c.bindingKind == kindClusterRoleBinding {
 			return p.client.RbacV1().ClusterRoleBindings().Delete(ctx, c.name, opts)
@@ -70,8 +69,8 @@ func (p *Provider) deleteObjects(ctx context.Context, c *created) error {
 	return errors.Join(errs...)
 }
 
-// RevokeAll deletes every broker-labelled ServiceAccount, Secret and
-// RoleBinding with one DeleteCollection each per managed namespace (and the
+// RevokeAll deletes every broker-labelled ServiceAccount and RoleBinding
+// with one DeleteCollection each per managed namespace (and the
 // ClusterRoleBindings, when a role uses them). It goes on after a failure
 // and reports all of them. It covers the leases in the namespaces this
 // broker manages; a lease in another namespace (another broker's config)
@@ -87,7 +86,6 @@ func (p *Provider) RevokeAll(ctx context.Context, ls []leases.Lease) ([]string, 
 	del := metav1.DeleteOptions{}
 	for _, ns := range p.namespaces {
 		fail("service account", ns, p.client.CoreV1().ServiceAccounts(ns).DeleteCollection(ctx, del, opts))
-		fail("secret", ns, p.client.CoreV1().Secrets(ns).DeleteCollection(ctx, del, opts))
 		fail("rolebinding", ns, p.client.RbacV1().RoleBindings(ns).DeleteCollection(ctx, del, opts))
 	}
 	if p.clusterWide() {
@@ -96,7 +94,7 @@ func (p *Provider) RevokeAll(ctx context.Context, ls []leases.Lease) ([]string, 
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("kube: revoke all: %w", errors.Join(errs...))
 	}
-	p.log.Warn("deleted every broker service account, secret and binding", "namespaces", p.namespaces)
+	p.log.Warn("deleted every broker service account and binding", "namespaces", p.namespaces)
 	var covered []string
 	for _, l := range ls {
 		if c, err := createdOf(l); err == nil && slices.Contains(p.namespaces, c.ns) {
@@ -108,7 +106,8 @@ func (p *Provider) RevokeAll(ctx context.Context, ls []leases.Lease) ([]string, 
 
 // FindOrphans lists the objects labelled with sessionID in every managed
 // namespace and returns one lease per session object name that known does
-// not hold; a Secret or binding left without its ServiceAccount counts too.
+// not hold; a binding left without its ServiceAccount counts too. It lists
+// only ServiceAccounts and bindings, never Secrets.
 func (p *Provider) FindOrphans(ctx context.Context, sessionID string, known []leases.Lease) ([]leases.Lease, error) {
 	isKnown := map[string]bool{}
 	for _, l := range known {
@@ -123,7 +122,7 @@ func (p *Provider) FindOrphans(ctx context.Context, sessionID string, known []le
 		}
 		c := found[id]
 		if c == nil {
-			c = &created{ns: ns, name: name, bindingKind: kindRoleBinding, sa: true, secret: true, binding: true}
+			c = &created{ns: ns, name: name, bindingKind: kindRoleBinding, sa: true, binding: true}
 			found[id] = c
 		}
 		if bindingKind != "" {
@@ -136,13 +135,6 @@ func (p *Provider) FindOrphans(ctx context.Context, sessionID string, known []le
 			return nil, fmt.Errorf("kube: list service accounts of session %s in %s: %w", sessionID, ns, describe(err))
 		}
 		for _, o := range sas.Items {
-			add(ns, o.Name, "")
-		}
-		secs, err := p.client.CoreV1().Secrets(ns).List(ctx, opts)
-		if err != nil {
-			return nil, fmt.Errorf("kube: list secrets of session %s in %s: %w", sessionID, ns, describe(err))
-		}
-		for _, o := range secs.Items {
 			add(ns, o.Name, "")
 		}
 		rbs, err := p.client.RbacV1().RoleBindings(ns).List(ctx, opts)

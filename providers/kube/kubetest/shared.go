@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -89,11 +91,26 @@ func (s *Server) ApplyManifest(ctx context.Context, manifest string, replace ...
 		if err != nil {
 			return fmt.Errorf("manifest document %d: %w", i, err)
 		}
-		if err := create(ctx, s.Admin, obj); err != nil {
+		err = create(ctx, s.Admin, obj)
+		if apierrors.IsAlreadyExists(err) && clusterScoped(obj) {
+			// The server is shared by a package's tests (and kept across
+			// -count runs): a ClusterRole another test applied is reused.
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("manifest document %d: %w", i, err)
 		}
 	}
 	return nil
+}
+
+// clusterScoped reports whether obj has no namespace.
+func clusterScoped(obj runtime.Object) bool {
+	switch obj.(type) {
+	case *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding, *corev1.Namespace:
+		return true
+	}
+	return false
 }
 
 func stripComments(doc string) string {
