@@ -34,8 +34,8 @@ import (
 //     with it (what the Vault provider asks);
 //   - direct/aws: one AssumeRole with the role's session policy
 //     (aws-sdk-go-v2, as the AWS provider calls it);
-//   - direct/kube: ServiceAccount, Secret, RoleBinding and TokenRequest
-//     (the four calls the Kubernetes provider makes) on a client without
+//   - direct/kube: ServiceAccount, RoleBinding and TokenRequest
+//     (the three calls the Kubernetes provider makes) on a client without
 //     client-go's rate limit;
 //   - direct/kube-tokenrequest: the TokenRequest alone, for an existing
 //     ServiceAccount;
@@ -131,15 +131,12 @@ func BenchmarkSessionVsDirect(b *testing.B) {
 
 const benchLabel = "credbroker.bench/direct"
 
-// kubeMintDirect makes the Kubernetes provider's four calls for name.
+// kubeMintDirect makes the Kubernetes provider's three calls for name
+// (ServiceAccount, RoleBinding, TokenRequest; it creates no Secret).
 func kubeMintDirect(b *testing.B, kc kubernetes.Interface, ns, name string) {
 	ctx := context.Background()
 	meta := metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{benchLabel: "1"}}
 	if _, err := kc.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: meta, AutomountServiceAccountToken: new(false)}, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	sec, err := kc.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: meta, Type: corev1.SecretTypeOpaque}, metav1.CreateOptions{})
-	if err != nil {
 		b.Fatal(err)
 	}
 	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pod-reader"}
@@ -150,7 +147,6 @@ func kubeMintDirect(b *testing.B, kc kubernetes.Interface, ns, name string) {
 	exp := int64(3600)
 	if _, err := kc.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{
 		ExpirationSeconds: &exp,
-		BoundObjectRef:    &authv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: name, UID: sec.UID},
 	}}, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
@@ -161,7 +157,6 @@ func kubeCleanupDirect(b *testing.B, kc kubernetes.Interface, ns string) {
 	ctx, opts := context.Background(), metav1.ListOptions{LabelSelector: benchLabel}
 	for _, err := range []error{
 		kc.RbacV1().RoleBindings(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, opts),
-		kc.CoreV1().Secrets(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, opts),
 		kc.CoreV1().ServiceAccounts(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, opts),
 	} {
 		if err != nil {
