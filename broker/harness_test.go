@@ -105,6 +105,8 @@ type harnessConfig struct {
 	// kubeTransport, when set, wraps the Kubernetes provider's HTTP
 	// transport (to act at a given request).
 	kubeTransport func(http.RoundTripper) http.RoundTripper
+	// hooks, when set, is called at the broker's failpoints (b.at).
+	hooks broker.Hooks
 }
 
 // front is the address the broker dials for server name, whose proxy
@@ -192,7 +194,7 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	t.Cleanup(func() { audit.Close() })
 	h.w = &agentenv.Writer{Root: hc.root, AllowDisk: hc.allowDisk, Logger: log}
 	h.b = broker.New(broker.Options{
-		Config: cfg, Store: st, Providers: reg, Env: h.w, Audit: audit, Logger: log,
+		Config: cfg, Store: st, Providers: reg, Env: h.w, Audit: audit, Logger: log, Hooks: hc.hooks,
 		Now: func() time.Time { return time.Now().Add(time.Duration(h.offset.Load())) },
 	})
 	return h
