@@ -74,7 +74,13 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 		if aerr := b.store.ActivateSession(ctx, s.ID); aerr != nil {
 			err = fmt.Errorf("%w: mark the session active: %v", ErrStoreUnavailable, aerr)
 			if errors.Is(aerr, leases.ErrStateChanged) {
+				// Ended elsewhere (a fleet peer's revoke --all): the end
+				// below may find nothing left to do, but the dir must go.
 				err = fmt.Errorf("%w: the session was ended while it started (%v)", ErrIncident, aerr)
+				_ = b.env.MarkRevoked(s.ID)
+				if rerr := b.env.Remove(s.ID); rerr != nil {
+					log.Error("remove session dir", "err", rerr)
+				}
 			}
 		} else {
 			s.State = leases.SessionActive

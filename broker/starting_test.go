@@ -65,47 +65,76 @@ func TestSessionStartingUntilItsDirIsWritten(t *testing.T) {
 	}
 }
 
-// TestStartEndedWhileStartingFails: a revoke --all on another broker marks
-// the starting session ended (in one batch, without this broker's session
-// lock) after its dir was written. Activation must not bring it back: the
-// start fails, its dir goes, its token is revoked, and it stays ended.
+// TestStartEndedWhileStartingFails: a revoke --all on another broker
+// settles the starting session (in one batch, without this broker's
+// session lock) after its dir was written: marked ending while its leases
+// are left, or ended when the provider-wide revocation already took them.
+// Activation must not bring it back: the start fails, its dir goes, its
+// token is revoked, and it ends.
 func TestStartEndedWhileStartingFails(t *testing.T) {
-	var h *harness
-	var tok string
-	h = newHarness(t, withHooks(func(step string) {
-		if step != "before-activate" {
-			return
-		}
-		s := startingSession(t, h.b)
-		b, err := os.ReadFile(filepath.Join(s.Dir, vault.TokenFile))
-		if err != nil {
-			t.Errorf("read the token at before-activate: %v", err)
-		}
-		tok = string(b)
-		if _, err := h.st.(leases.Batcher).FinishSessions(context.Background(), []string{s.ID}, "incident: elsewhere", time.Now()); err != nil {
-			t.Errorf("finish sessions: %v", err)
-		}
-	}))
-	ctx := context.Background()
-	_, err := h.b.StartSession(ctx, h.caller, broker.StartRequest{Role: "agent-readonly"})
-	if !errors.Is(err, broker.ErrIncident) {
-		t.Fatalf("start of a session ended while it started: %v; want ErrIncident", err)
+	for _, tc := range []struct {
+		name     string
+		revoked  bool // the peer revoked provider-wide and forgot the leases
+		wantFrom leases.SessionState
+	}{
+		{"leases left", false, leases.SessionEnding},
+		{"leases revoked", true, leases.SessionEnded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h *harness
+			var tok string
+			var marked leases.SessionState
+			h = newHarness(t, withHooks(func(step string) {
+				if step != "before-activate" {
+					return
+				}
+				ctx := context.Background()
+				s := startingSession(t, h.b)
+				b, err := os.ReadFile(filepath.Join(s.Dir, vault.TokenFile))
+				if err != nil {
+					t.Errorf("read the token at before-activate: %v", err)
+				}
+				tok = string(b)
+				if tc.revoked {
+					if err := h.vp.RevokeAll(ctx); err != nil {
+						t.Errorf("vault revoke all: %v", err)
+					}
+					ls, _ := h.st.ListLeases(ctx, s.ID)
+					for _, l := range ls {
+						_ = h.st.DeleteLease(ctx, l.ID)
+					}
+				}
+				if _, err := h.st.(leases.Batcher).FinishSessions(ctx, []string{s.ID}, "incident: elsewhere", time.Now()); err != nil {
+					t.Errorf("finish sessions: %v", err)
+				}
+				got, _ := h.st.GetSession(ctx, s.ID)
+				marked = got.State
+			}))
+			ctx := context.Background()
+			_, err := h.b.StartSession(ctx, h.caller, broker.StartRequest{Role: "agent-readonly"})
+			if !errors.Is(err, broker.ErrIncident) {
+				t.Fatalf("start of a session ended while it started: %v; want ErrIncident", err)
+			}
+			if tok == "" {
+				t.Fatal("the hook did not run: the race was not run")
+			}
+			if marked != tc.wantFrom {
+				t.Fatalf("the peer left the session %q, want %q: the case is not the one named", marked, tc.wantFrom)
+			}
+			h.mu.Lock()
+			h.tokens = append(h.tokens, tok)
+			h.mu.Unlock()
+			if h.tokenValid(tok) {
+				t.Error("the token of a start that failed is still valid")
+			}
+			ss, _ := h.st.ListSessions(ctx, leases.SessionFilter{})
+			if len(ss) != 1 || ss[0].State != leases.SessionEnded {
+				t.Fatalf("sessions after the failed start: %+v; want one, ended", ss)
+			}
+			if _, err := os.Stat(filepath.Join(h.w.Root, ss[0].ID)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("dir of the failed start: %v; want it gone", err)
+			}
+			h.assertNoLeaks()
+		})
 	}
-	if tok == "" {
-		t.Fatal("the hook did not run: the race was not run")
-	}
-	h.mu.Lock()
-	h.tokens = append(h.tokens, tok)
-	h.mu.Unlock()
-	if h.tokenValid(tok) {
-		t.Error("the token of a start that failed is still valid")
-	}
-	ss, _ := h.st.ListSessions(ctx, leases.SessionFilter{})
-	if len(ss) != 1 || ss[0].State != leases.SessionEnded {
-		t.Fatalf("sessions after the failed start: %+v; want one, ended", ss)
-	}
-	if _, err := os.Stat(filepath.Join(h.w.Root, ss[0].ID)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("dir of the failed start: %v; want it gone", err)
-	}
-	h.assertNoLeaks()
 }
