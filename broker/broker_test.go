@@ -425,7 +425,7 @@ func TestReconcileRevokesUnrecordedMint(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	now := time.Now()
-	s := leases.Session{ID: "s-crashedmidstart", Role: "agent-readonly", CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute), State: leases.SessionActive}
+	s := leases.Session{ID: "s-crashedmidstart", Role: "agent-readonly", CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute), State: leases.SessionStarting}
 	if err := h.st.CreateSession(ctx, s); err != nil {
 		t.Fatal(err)
 	}

@@ -110,7 +110,7 @@ func TestConcurrentStartsWithRevokeAll(t *testing.T) {
 	if ids, _ := h.w.List(); len(ids) != 0 {
 		t.Fatalf("%d session dirs left", len(ids))
 	}
-	live, err := h.st.ListSessions(ctx, leases.SessionFilter{States: []leases.SessionState{leases.SessionActive, leases.SessionEnding}})
+	live, err := h.st.ListSessions(ctx, leases.SessionFilter{States: []leases.SessionState{leases.SessionStarting, leases.SessionActive, leases.SessionEnding}})
 	if err != nil || len(live) != 0 {
 		t.Fatalf("live sessions after revoke --all: %d (%v)", len(live), err)
 	}

@@ -148,7 +148,7 @@ func (h *harness) assertAllDead(spies map[string]*spy, when string) {
 func (h *harness) assertStoreSettled(when string, ownMayStay bool) {
 	h.t.Helper()
 	ctx := context.Background()
-	ss, err := h.st.ListSessions(ctx, leases.SessionFilter{States: []leases.SessionState{leases.SessionActive, leases.SessionEnding}})
+	ss, err := h.st.ListSessions(ctx, leases.SessionFilter{States: []leases.SessionState{leases.SessionStarting, leases.SessionActive, leases.SessionEnding}})
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -217,7 +217,7 @@ func (h *harness) assertStartFailedCleanly(err error, provider, before string, s
 			failed = s
 		}
 	}
-	if failed.ID == "" || failed.State == leases.SessionActive {
+	if failed.ID == "" || failed.State == leases.SessionActive || failed.State == leases.SessionStarting {
 		h.t.Fatalf("failed session in the store: %+v; want it ending or ended", failed)
 	}
 	ls, _ := h.st.ListLeases(ctx, failed.ID)

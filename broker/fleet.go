@@ -97,12 +97,12 @@ func (b *Broker) revokeLocal(ctx context.Context, in leases.Incident) {
 		b.log.Warn("incident: session dirs on this host wiped", "reason", in.Reason, "dirs", len(dirs),
 			"wiped_ms", b.now().Sub(start).Milliseconds(), "declared", in.DeclaredAt)
 	}
-	ss, err := b.store.ListSessions(ctx, b.own(leases.SessionActive))
+	ss, err := b.store.ListSessions(ctx, b.own(leases.SessionStarting, leases.SessionActive))
 	if err != nil {
 		// Without the store nobody's progress can be seen: revoke what
 		// this broker holds, now.
 		b.log.Warn("incident: list this broker's sessions; revoking those it holds", "err", err)
-		b.endSessions(ctx, sessionIDs(b.cache.sessions(leases.SessionActive)), reason)
+		b.endSessions(ctx, sessionIDs(b.cache.sessions(leases.SessionStarting, leases.SessionActive)), reason)
 		return
 	}
 	if len(ss) > 0 {

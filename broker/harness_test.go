@@ -107,6 +107,8 @@ type harnessConfig struct {
 	kubeTransport func(http.RoundTripper) http.RoundTripper
 	// host is the broker's fleet host id ("" for a single broker).
 	host string
+	// hooks, when set, is called at the broker's failpoints (b.at).
+	hooks broker.Hooks
 }
 
 // front is the address the broker dials for server name, whose proxy
@@ -198,7 +200,7 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	}
 	h.w = &agentenv.Writer{Root: hc.root, AllowDisk: hc.allowDisk, Logger: log}
 	h.b = broker.New(broker.Options{
-		Config: cfg, Store: st, Providers: reg, Env: h.w, Audit: audit, Logger: log,
+		Config: cfg, Store: st, Providers: reg, Env: h.w, Audit: audit, Logger: log, Hooks: hc.hooks,
 		Now:    func() time.Time { return time.Now().Add(time.Duration(h.offset.Load())) },
 		HostID: hc.host,
 	})

@@ -42,7 +42,7 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 	b.log.Warn("incident declared: revoking everything", "reason", reason, "caller_uid", c.UID)
 	b.at("after-incident-lock")
 
-	sessions, err := b.store.ListSessions(ctx, leases.SessionFilter{States: []leases.SessionState{leases.SessionActive, leases.SessionEnding}})
+	sessions, err := b.store.ListSessions(ctx, leases.SessionFilter{States: liveStates})
 	if err != nil {
 		return b.revokeAllOffline(ctx, c, in, fmt.Errorf("list sessions: %w", err))
 	}
@@ -339,7 +339,10 @@ type SessionQuery struct {
 	AllHosts bool
 }
 
-// ListSessions lists this broker's live (active or ending) sessions, or all
+// liveStates are the states of a session that may hold credentials.
+var liveStates = []leases.SessionState{leases.SessionStarting, leases.SessionActive, leases.SessionEnding}
+
+// ListSessions lists this broker's live (starting, active or ending) sessions, or all
 // with all.
 func (b *Broker) ListSessions(ctx context.Context, all bool) ([]SessionInfo, error) {
 	return b.ListSessionsWith(ctx, SessionQuery{All: all})
@@ -348,7 +351,7 @@ func (b *Broker) ListSessions(ctx context.Context, all bool) ([]SessionInfo, err
 // ListSessionsWith lists sessions as q selects: live ones, or all with
 // q.All, of this broker or, with q.AllHosts, of the fleet.
 func (b *Broker) ListSessionsWith(ctx context.Context, q SessionQuery) ([]SessionInfo, error) {
-	f := leases.SessionFilter{States: []leases.SessionState{leases.SessionActive, leases.SessionEnding}}
+	f := leases.SessionFilter{States: liveStates}
 	if q.All {
 		f = leases.SessionFilter{}
 	}

@@ -55,7 +55,7 @@ func (b *Broker) sweepDirs(ctx context.Context) {
 		return
 	}
 	listed := b.now()
-	ss, err := b.store.ListSessions(ctx, b.own(leases.SessionActive, leases.SessionEnding))
+	ss, err := b.store.ListSessions(ctx, b.own(liveStates...))
 	if err != nil {
 		return
 	}
@@ -63,7 +63,9 @@ func (b *Broker) sweepDirs(ctx context.Context) {
 	live := make(map[string]bool, len(ss))
 	for _, s := range ss {
 		live[s.ID] = true
-		active[s.ID] = s.State == leases.SessionActive
+		// A starting session's dir is being written under its lock; if
+		// that start fails, it wipes the dir itself.
+		active[s.ID] = s.State == leases.SessionActive || s.State == leases.SessionStarting
 	}
 	b.cache.retain(live, listed.Add(-time.Minute))
 	var stale []string
@@ -80,26 +82,36 @@ func (b *Broker) sweepDirs(ctx context.Context) {
 
 // Reconcile settles what a crash left: for every intent, the provider is
 // asked for credentials of that session it does not know, and they are
-// revoked; a session whose start was interrupted is ended. Sessions whose
-// dirs vanished (tmpfs cleared by a reboot) are ended too.
+// revoked; a session whose start was interrupted (an intent, or still
+// starting: its caller never got an answer) is ended. Sessions whose dirs
+// vanished (tmpfs cleared by a reboot) are ended too.
 func (b *Broker) Reconcile(ctx context.Context) error {
 	interrupted, errs := b.settleIntents(ctx, time.Time{})
 	errs = append(errs, b.resumeEnds(ctx, time.Time{})...)
-	active, err := b.store.ListSessions(ctx, b.own(leases.SessionActive))
+	live, err := b.store.ListSessions(ctx, b.own(leases.SessionStarting, leases.SessionActive))
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	for _, s := range active {
-		if interrupted[s.ID] {
+	for _, s := range live {
+		reason := ""
+		switch {
+		case interrupted[s.ID]:
+			continue
+		case s.State == leases.SessionStarting:
+			reason = "start interrupted by a broker crash"
+		default:
+			if _, err := b.env.ReadFile(s.ID, agentenv.MetaFile); err != nil {
+				reason = "session dir lost (reboot or tmpfs cleared)"
+			}
+		}
+		if reason == "" {
 			continue
 		}
-		if _, err := b.env.ReadFile(s.ID, agentenv.MetaFile); err != nil {
-			unlock := b.lock(s.ID)
-			if err := b.endLocked(ctx, s.ID, "session dir lost (reboot or tmpfs cleared)"); err != nil {
-				errs = append(errs, err)
-			}
-			unlock()
+		unlock := b.lock(s.ID)
+		if err := b.endLocked(ctx, s.ID, reason); err != nil {
+			errs = append(errs, err)
 		}
+		unlock()
 	}
 	if err := b.env.CleanTemp(); err != nil {
 		errs = append(errs, err)
@@ -244,12 +256,12 @@ func (b *Broker) settleIntent(ctx context.Context, in leases.Intent) error {
 // (wipes and revokes) the expired sessions it holds in memory.
 func (b *Broker) reap(ctx context.Context) {
 	now := b.now()
-	f := b.own(leases.SessionActive)
+	f := b.own(leases.SessionStarting, leases.SessionActive)
 	f.ExpiredBefore = now.Add(time.Nanosecond)
 	ss, err := b.store.ListSessions(ctx, f)
 	if err != nil {
 		b.log.Error("reaper: list sessions; ending the expired sessions this broker holds", "err", err)
-		for _, s := range b.cache.sessions(leases.SessionActive) {
+		for _, s := range b.cache.sessions(leases.SessionStarting, leases.SessionActive) {
 			if s.ExpiresAt.Before(f.ExpiredBefore) {
 				ss = append(ss, s)
 			}
@@ -294,7 +306,7 @@ func (b *Broker) retryPending(ctx context.Context) {
 			continue
 		}
 		s, err := b.store.GetSession(ctx, id)
-		if err == nil && s.State != leases.SessionActive {
+		if err == nil && s.State == leases.SessionEnding {
 			b.finishSessions(ctx, []leases.Session{s}, s.EndReason)
 		}
 	}
@@ -346,43 +358,6 @@ func needsRenewal(l leases.Lease, s leases.Session, now time.Time, after float64
 	}
 	life := l.ExpiresAt.Sub(l.IssuedAt)
 	return now.After(l.IssuedAt.Add(time.Duration(float64(life) * after)))
-}
-
-func (b *Broker) renewOne(ctx context.Context, s leases.Session, l leases.Lease) {
-	unlock := b.lock(s.ID)
-	defer unlock()
-	p, ok := b.provs.Get(l.Provider)
-	if !ok {
-		return
-	}
-	ps := providers.Session{ID: s.ID, Role: s.Role, TTL: s.ExpiresAt.Sub(s.CreatedAt), ExpiresAt: s.ExpiresAt}
-	g, err := p.Renew(ctx, ps, l, sessionFiles{b.env, s.ID})
-	if err != nil {
-		if errors.Is(err, providers.ErrNotRenewable) {
-			l.Renewable = false
-			_ = b.store.UpdateLease(ctx, l)
-			return
-		}
-		b.log.Warn("renew failed", "session", s.ID, "lease", l.ID, "err", err)
-		b.record(Event{Event: EvLeaseRenew, Session: s.ID, Provider: l.Provider, Lease: l.ID, Error: err.Error()})
-		return
-	}
-	b.at("refresh-after-renew")
-	b.fingerprint(s.ID, l.Provider, g.Secrets)
-	b.cache.putLeases(s.ID, g.Leases)
-	for _, nl := range g.Leases {
-		if err := b.store.UpdateLease(ctx, nl); err != nil {
-			b.log.Error("record renewed lease", "lease", nl.ID, "err", err)
-		}
-		b.record(Event{Event: EvLeaseRenew, Session: s.ID, Provider: l.Provider, Lease: nl.ID, External: nl.ExternalID, Expires: nl.ExpiresAt})
-	}
-	b.at("refresh-after-record")
-	if len(g.Files) > 0 {
-		// Env values are fixed for a session's life; renewals rewrite files.
-		if err := b.env.Update(s.ID, s.UID, g.Files, nil); err != nil {
-			b.log.Error("rewrite refreshed files", "session", s.ID, "err", err)
-		}
-	}
 }
 
 // sessionFiles lets a provider read back what it wrote for a session.

@@ -105,13 +105,14 @@ func (c *sessionCache) get(id string) (leases.Session, []leases.Lease, bool) {
 	return cs.s, slices.Collect(maps.Values(cs.leases)), true
 }
 
-// sessions lists the cached sessions in state st (any state when empty).
-func (c *sessionCache) sessions(st leases.SessionState) []leases.Session {
+// sessions lists the cached sessions in one of states (any state when
+// none is given).
+func (c *sessionCache) sessions(states ...leases.SessionState) []leases.Session {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []leases.Session
 	for _, cs := range c.m {
-		if st == "" || cs.s.State == st {
+		if len(states) == 0 || slices.Contains(states, cs.s.State) {
 			out = append(out, cs.s)
 		}
 	}
@@ -247,7 +248,7 @@ func (b *Broker) flushBacklog(ctx context.Context) {
 // loadCache fills the session cache with this broker's live sessions and
 // their leases, at start-up.
 func (b *Broker) loadCache(ctx context.Context) {
-	ss, err := b.store.ListSessions(ctx, b.own(leases.SessionActive, leases.SessionEnding))
+	ss, err := b.store.ListSessions(ctx, b.own(leases.SessionStarting, leases.SessionActive, leases.SessionEnding))
 	if err != nil {
 		b.log.Warn("load this broker's sessions into memory", "err", err)
 		return
@@ -285,7 +286,7 @@ func (b *Broker) revokeAllOffline(ctx context.Context, c Caller, in leases.Incid
 		Error: "lease store unavailable; recorded and broadcast when it is back: " + cause.Error()})
 	b.log.Error("incident declared while the lease store is unavailable: revoking what this broker holds",
 		"reason", reason, "caller_uid", c.UID, "err", cause)
-	own := b.cache.sessions("")
+	own := b.cache.sessions()
 	rep := RevokeReport{Reason: reason, Incident: true, Sessions: len(own), LocalSessions: len(own), Pending: []LeaseInfo{}}
 	var wipe sync.WaitGroup
 	wipe.Go(func() { b.wipeDirs(b.localDirs(sessionIDs(own))); rep.WipedIn = b.now().Sub(start) })
@@ -332,7 +333,7 @@ func (b *Broker) localDirs(ids []string) []string {
 		b.log.Error("list session dirs", "err", err)
 	}
 	out = append(out, onDisk...)
-	for _, s := range b.cache.sessions("") {
+	for _, s := range b.cache.sessions() {
 		out = append(out, s.ID)
 	}
 	slices.Sort(out)

@@ -30,7 +30,7 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 	now := b.now()
 	s := leases.Session{
 		ID: newSessionID(), Role: role.Name, UID: uid, CallerUID: c.UID,
-		CreatedAt: now, ExpiresAt: now.Add(ttl), State: leases.SessionActive, HostID: b.host,
+		CreatedAt: now, ExpiresAt: now.Add(ttl), State: leases.SessionStarting, HostID: b.host,
 	}
 	s.Dir = b.env.Dir(s.ID)
 	unlock := b.lock(s.ID)
@@ -65,6 +65,26 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 			b.log.Error("AUDIT LOG WRITE FAILED", "event", ev.Event, "session", ev.Session, "err", aerr)
 			err = fmt.Errorf("%w: %v; credbroker hands out nothing it cannot audit, so what was minted is revoked (free space or fix the permissions of %s)",
 				ErrAuditUnavailable, aerr, b.cfg.Broker.AuditLog)
+		}
+	}
+	if err == nil {
+		// Active only now that its dir holds its credentials, and only if
+		// nothing ended it meanwhile (revoke --all does not wait for us).
+		b.at("before-activate")
+		if aerr := b.store.ActivateSession(ctx, s.ID); aerr != nil {
+			err = fmt.Errorf("%w: mark the session active: %v", ErrStoreUnavailable, aerr)
+			if errors.Is(aerr, leases.ErrStateChanged) {
+				// Ended elsewhere (a fleet peer's revoke --all): the end
+				// below may find nothing left to do, but the dir must go.
+				err = fmt.Errorf("%w: the session was ended while it started (%v)", ErrIncident, aerr)
+				_ = b.env.MarkRevoked(s.ID)
+				if rerr := b.env.Remove(s.ID); rerr != nil {
+					log.Error("remove session dir", "err", rerr)
+				}
+			}
+		} else {
+			s.State = leases.SessionActive
+			b.cache.update(s)
 		}
 	}
 	if err != nil {
@@ -335,7 +355,7 @@ func (b *Broker) endFrom(ctx context.Context, s leases.Session, readErr error, r
 	b.closeEgress(id)   // the sandbox's network goes first, before any store or server call
 	storeErr := readErr // set once the store failed: no more calls are tried
 	var err error
-	if s.State == leases.SessionActive {
+	if s.State == leases.SessionActive || s.State == leases.SessionStarting {
 		s.State, s.EndReason, s.EndedAt = leases.SessionEnding, reason, at
 		if storeErr == nil {
 			if err := b.store.UpdateSession(ctx, s); err != nil {

@@ -13,16 +13,24 @@ import (
 // ErrNotFound is returned when a record does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrStateChanged is returned by a conditional update that found the record
+// in another state than it requires (changed meanwhile by someone else).
+var ErrStateChanged = errors.New("state changed")
+
 // SessionState is where a session is in its life.
 type SessionState string
 
-// Session states. A session is Active until it is asked to end; it is Ending
-// while any of its leases still waits for revocation, and Ended once all are
-// revoked (ended sessions are kept for status and audit).
+// Session states. A session is Starting from the moment it is recorded
+// until its credentials are minted, recorded and written to its dir; then
+// it is Active until it is asked to end. It is Ending while any of its
+// leases still waits for revocation, and Ended once all are revoked (ended
+// sessions are kept for status and audit). A Starting session may hold
+// leases: a start that fails, or a crash, ends it like an active one.
 const (
-	SessionActive SessionState = "active"
-	SessionEnding SessionState = "ending"
-	SessionEnded  SessionState = "ended"
+	SessionStarting SessionState = "starting"
+	SessionActive   SessionState = "active"
+	SessionEnding   SessionState = "ending"
+	SessionEnded    SessionState = "ended"
 )
 
 // Session is one agent session.
@@ -129,6 +137,11 @@ type Store interface {
 	ListSessions(ctx context.Context, f SessionFilter) ([]Session, error)
 	// UpdateSession replaces the stored session with s (matched by ID).
 	UpdateSession(ctx context.Context, s Session) error
+	// ActivateSession marks session id active if, and only if, it is
+	// starting, in one statement. It returns ErrStateChanged (wrapped) when
+	// the session is in another state (ended meanwhile, by revoke --all for
+	// instance) and ErrNotFound (wrapped) when it does not exist.
+	ActivateSession(ctx context.Context, id string) error
 
 	// PutIntent inserts or replaces an intent.
 	PutIntent(ctx context.Context, in Intent) error

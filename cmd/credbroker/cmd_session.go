@@ -149,7 +149,10 @@ func newSessionListCmd(g *globalOpts) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List live sessions",
-		Args:  cobra.NoArgs,
+		Long: `List live sessions. STATE is starting (its credentials are being minted
+and its dir is not ready yet), active (its dir holds its credentials),
+ending (revocations pending) or, with --all, ended.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(o.output); err != nil {
 				return err

@@ -375,6 +375,8 @@ func (w *crashWorld) count(t *testing.T) crashCount {
 			c.store = append(c.store, "active session "+s.ID+" without a dir")
 		case s.State == leases.SessionEnding:
 			c.store = append(c.store, "session "+s.ID+" still ending")
+		case s.State == leases.SessionStarting:
+			c.store = append(c.store, "session "+s.ID+" still starting")
 		case s.State == leases.SessionEnded && len(bySession[s.ID]) > 0:
 			c.store = append(c.store, "ended session "+s.ID+" still has leases")
 		}

@@ -25,6 +25,7 @@ var crashSteps = []struct{ step, phase string }{
 	{"after-record", "start"},
 	{"before-write-dir", "start"},
 	{"after-write-dir", "start"},
+	{"before-activate", "start"},
 	{"end-after-mark-ending", "end"},
 	{"end-after-wipe", "end"},
 	{"after-lease-revoke", "end"},

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -115,6 +117,28 @@ func (s *Store) UpdateSession(ctx context.Context, sess leases.Session) error {
 		ts[1], string(sess.State), sess.EndReason, ts[2], sess.ID)
 	if err := checkUpdated(tag, err); err != nil {
 		return s.errorf("postgres: update session %s: %w", sess.ID, err)
+	}
+	return nil
+}
+
+// ActivateSession marks a starting session active in one statement, or
+// returns an error wrapping leases.ErrStateChanged (it is in another state)
+// or leases.ErrNotFound.
+func (s *Store) ActivateSession(ctx context.Context, id string) error {
+	bctx, cancel := s.bound(ctx)
+	defer cancel()
+	tag, err := s.pool.Exec(bctx, `UPDATE sessions SET state = $1 WHERE id = $2 AND state = $3`,
+		string(leases.SessionActive), id, string(leases.SessionStarting))
+	err = checkUpdated(tag, err)
+	if errors.Is(err, leases.ErrNotFound) {
+		cur, gerr := s.GetSession(ctx, id)
+		if gerr != nil {
+			return gerr
+		}
+		err = fmt.Errorf("%w: it is %s", leases.ErrStateChanged, cur.State)
+	}
+	if err != nil {
+		return s.errorf("postgres: activate session %s: %w", id, err)
 	}
 	return nil
 }

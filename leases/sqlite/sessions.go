@@ -115,6 +115,26 @@ func (s *Store) UpdateSession(ctx context.Context, sess leases.Session) error {
 	return nil
 }
 
+// ActivateSession marks a starting session active in one statement, or
+// returns an error wrapping leases.ErrStateChanged (it is in another state)
+// or leases.ErrNotFound.
+func (s *Store) ActivateSession(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE sessions SET state = ? WHERE id = ? AND state = ?`,
+		string(leases.SessionActive), id, string(leases.SessionStarting))
+	err = checkUpdated(res, err)
+	if errors.Is(err, leases.ErrNotFound) {
+		cur, gerr := s.GetSession(ctx, id)
+		if gerr != nil {
+			return fmt.Errorf("sqlite: activate session %s: %w", id, gerr)
+		}
+		err = fmt.Errorf("%w: it is %s", leases.ErrStateChanged, cur.State)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: activate session %s: %w", id, err)
+	}
+	return nil
+}
+
 func scanSession(sc scanner) (leases.Session, error) {
 	var (
 		sess                        leases.Session

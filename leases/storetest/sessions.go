@@ -17,6 +17,7 @@ var sessionTests = []test{
 	{"UpdateUnknown", testSessionUpdateUnknown},
 	{"ListOrder", testSessionListOrder},
 	{"ListFilter", testSessionListFilter},
+	{"Activate", testSessionActivate},
 }
 
 func testSessionRoundTrip(t *testing.T, s leases.Store) {
@@ -145,9 +146,10 @@ func testSessionListFilter(t *testing.T, s leases.Store) {
 	mk("4-ending-expired", at(3*time.Second), at(0), leases.SessionEnding)
 	mk("5-ended-expired", at(4*time.Second), at(0), leases.SessionEnded)
 	mk("6-active-no-expiry", at(5*time.Second), time.Time{}, leases.SessionActive)
+	mk("7-starting", at(6*time.Second), cutoff.Add(time.Minute), leases.SessionStarting)
 
 	all := []string{"1-active-expired", "2-active-at-cutoff", "3-active-live",
-		"4-ending-expired", "5-ended-expired", "6-active-no-expiry"}
+		"4-ending-expired", "5-ended-expired", "6-active-no-expiry", "7-starting"}
 	cases := []struct {
 		name string
 		f    leases.SessionFilter
@@ -159,6 +161,8 @@ func testSessionListFilter(t *testing.T, s leases.Store) {
 			[]string{"4-ending-expired"}},
 		{"two states", leases.SessionFilter{States: []leases.SessionState{leases.SessionEnded, leases.SessionActive}},
 			[]string{"1-active-expired", "2-active-at-cutoff", "3-active-live", "5-ended-expired", "6-active-no-expiry"}},
+		{"starting", leases.SessionFilter{States: []leases.SessionState{leases.SessionStarting}},
+			[]string{"7-starting"}},
 		{"state without sessions", leases.SessionFilter{States: []leases.SessionState{"nope"}}, nil},
 		// ExpiresAt must be strictly before the cutoff; the zero time is
 		// before every cutoff, as time.Time.Before says.
@@ -177,6 +181,44 @@ func testSessionListFilter(t *testing.T, s leases.Store) {
 			must(t, err, "ListSessions(%+v)", tc.f)
 			if g := ids(got, sessionID); !slices.Equal(g, tc.want) {
 				t.Errorf("ListSessions(%+v) = %q, want %q", tc.f, g, tc.want)
+			}
+		})
+	}
+}
+
+// testSessionActivate: ActivateSession turns only a starting session
+// active, and leaves one that was ended meanwhile as it is.
+func testSessionActivate(t *testing.T, s leases.Store) {
+	ctx := t.Context()
+	for _, st := range []leases.SessionState{leases.SessionStarting, leases.SessionActive, leases.SessionEnding, leases.SessionEnded} {
+		sess := newSession("s-"+string(st), at(0))
+		sess.State = st
+		must(t, s.CreateSession(ctx, sess), "CreateSession(%s)", st)
+	}
+	cases := []struct {
+		id      string
+		wantErr error
+		want    leases.SessionState
+	}{
+		{"s-starting", nil, leases.SessionActive},
+		{"s-active", leases.ErrStateChanged, leases.SessionActive},
+		{"s-ending", leases.ErrStateChanged, leases.SessionEnding},
+		{"s-ended", leases.ErrStateChanged, leases.SessionEnded},
+		{"s-unknown", leases.ErrNotFound, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.id, func(t *testing.T) {
+			err := s.ActivateSession(t.Context(), tc.id)
+			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("ActivateSession(%s) = %v, want %v", tc.id, err, tc.wantErr)
+			}
+			if tc.want == "" {
+				return
+			}
+			got, err := s.GetSession(t.Context(), tc.id)
+			must(t, err, "GetSession(%s)", tc.id)
+			if got.State != tc.want {
+				t.Errorf("%s after ActivateSession: %s, want %s", tc.id, got.State, tc.want)
 			}
 		})
 	}
