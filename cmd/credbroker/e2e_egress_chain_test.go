@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/credbroker/credbroker/agentenv/sandbox/sandboxtest"
+)
+
+// dialGuardLine is what the failpoints daemon prints for every dial the
+// egress dial guard refused (CREDBROKER_EGRESS_DIAL_GUARD=1).
+const dialGuardLine = "EGRESS DIAL GUARD: "
+
+// TestEgressChainBwrap: the whole chain, for real: the daemon's gateway
+// for a role with egress rules, `credbroker run --sandbox bwrap`, the
+// forwarder `credbroker exec` starts inside, and the real curl and openssl
+// as the agent. The agent reaches the allowed HTTPS and HTTP servers by
+// their broker.egress.hosts name (HTTPS verified against the test CA), and
+// the allowed port over SOCKS5; everything else is refused with a reason
+// it can read: a host not allowed (403 and X-Credbroker-Denied), the
+// host's 127.0.0.1 and the metadata address through the proxy (403, and
+// the dial guard proves nothing was dialed: a TEST-NET address the role
+// allows shows the guard does see dials), a port not allowed over SOCKS5
+// (reply 0x02, curl exit 97), a CONNECT whose SNI is another name. Without
+// the proxy nothing gets out: no route, no DNS.
+func TestEgressChainBwrap(t *testing.T) {
+	t.Parallel()
+	sandboxtest.RequireEngine(t, "bwrap")
+	e := newE2E(t)
+	ca := newTestCA(t)
+	hp, _ := chainServer(t, "tls-ok", ca)
+	pp, plain := chainServer(t, "plain-ok", nil)
+	op, other := chainServer(t, "other-ok", nil)
+	e.egressConfig(t, "agent-net", []string{
+		fmt.Sprintf("%s:%d", chainHost, hp), fmt.Sprintf("%s:%d", chainHost, pp), "192.0.2.1/32:80",
+	}, "    vault:\n      policies: [agent-readonly]\n")
+	d := e.serve(t, "CREDBROKER_EGRESS_DIAL_GUARD=1")
+	project := e.sandboxProject(t, map[string][]byte{"ca.pem": ca.PEM})
+
+	r := strings.NewReplacer("$H", chainHost, "HP", strconv.Itoa(hp), "PP", strconv.Itoa(pp), "OP", strconv.Itoa(op)).Replace
+	script := r(`deny() { curl -sS --max-time 20 --proxy http://127.0.0.1:3128 --noproxy '' -o /dev/null -D - "$1" 2>&1 | tr -d '\r' | grep -i -e '^HTTP/' -e '^x-credbroker-denied' | tr '\n' '|'; }
+echo "https: $(curl -sS --max-time 20 --cacert /workspace/ca.pem https://$H:HP/ 2>&1)"
+echo "http: $(curl -sS --max-time 20 http://$H:PP/ 2>&1)"
+echo "socks: $(curl -sS --max-time 20 --socks5-hostname 127.0.0.1:1080 http://$H:PP/ 2>&1)"
+echo "denied: $(deny http://denied.credbroker.test/)"
+curl -sS --max-time 20 --cacert /workspace/ca.pem https://denied.credbroker.test/ >/dev/null 2>&1; echo "denied-tls: $?"
+echo "loopback: $(deny http://127.0.0.1:PP/loopback-probe)"
+echo "metadata: $(deny http://169.254.169.254/latest/meta-data/)"
+echo "guarded: $(curl -sS --max-time 20 -o /dev/null -w '%{http_code}' http://192.0.2.1/ 2>/dev/null)"
+curl -sS --max-time 20 --socks5-hostname 127.0.0.1:1080 http://$H:OP/socks-probe >/dev/null 2>&1; echo "socks-denied: $?"
+openssl s_client -proxy 127.0.0.1:3128 -connect $H:HP -servername $H -CAfile /workspace/ca.pem -verify_return_error </dev/null >/dev/null 2>&1; echo "sni-same: $?"
+openssl s_client -proxy 127.0.0.1:3128 -connect $H:HP -servername other.credbroker.test </dev/null >/dev/null 2>&1; echo "sni-other: $?"
+curl -sS --max-time 5 --noproxy '*' --cacert /workspace/ca.pem https://$H:HP/ >/dev/null 2>&1; echo "direct-name: $?"
+curl -sS --max-time 5 --noproxy '*' http://127.0.0.1:PP/direct-probe >/dev/null 2>&1; echo "direct-ip: $?"
+curl -sS --max-time 5 --noproxy '*' http://169.254.169.254/ >/dev/null 2>&1; echo "direct-metadata: $?"
+getent hosts example.com >/dev/null 2>&1; echo "dns: $?"`)
+	p := e.start(t, "run egress (bwrap)", nil, "run", "--role", "agent-net", "--sandbox", "bwrap",
+		"--project", project, "--uid", strconv.Itoa(nobody), "--", "sh", "-c", script)
+	if code := p.wait(t, 3*time.Minute); code != 0 {
+		t.Fatalf("exit status %d\nstdout:\n%s\nstderr:\n%s", code, p.stdout, p.stderr)
+	}
+	got := lines(p.stdout.String())
+	want := map[string]string{
+		"https":           "tls-ok",
+		"http":            "plain-ok",
+		"socks":           "plain-ok",
+		"denied-tls":      "56", // CONNECT answered 403
+		"guarded":         "502",
+		"socks-denied":    "97", // SOCKS5 reply 0x02: not allowed
+		"sni-same":        "0",
+		"sni-other":       "1",
+		"direct-name":     "6", // could not resolve
+		"direct-ip":       "7", // the sandbox's own loopback: nothing listens
+		"direct-metadata": "7", // no route
+		"dns":             "2",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	for _, k := range []string{"denied", "loopback", "metadata"} {
+		if !strings.HasPrefix(got[k], "HTTP/1.1 403") || !strings.Contains(got[k], "X-Credbroker-Denied: ") {
+			t.Errorf("%s = %q, want a 403 with X-Credbroker-Denied", k, got[k])
+		}
+	}
+	if !strings.Contains(got["denied"], "roles.agent-net.egress.allow") {
+		t.Errorf("the denial does not name the config entry that would allow it: %q", got["denied"])
+	}
+	if t.Failed() {
+		t.Logf("agent output:\n%s\nstderr:\n%s", p.stdout, p.stderr)
+	}
+	for _, probe := range []string{"/loopback-probe", "/direct-probe"} {
+		if plain.has(probe) {
+			t.Errorf("the host's server was reached by %s", probe)
+		}
+	}
+	if other.has("/socks-probe") {
+		t.Errorf("the server on a port not allowed was reached over SOCKS5")
+	}
+	var guarded []string
+	for l := range strings.Lines(d.stderr.String()) {
+		if _, addr, ok := strings.Cut(strings.TrimSpace(l), dialGuardLine); ok {
+			guarded = append(guarded, addr)
+		}
+	}
+	if fmt.Sprint(guarded) != "[192.0.2.1:80]" {
+		t.Errorf("dials the guard refused: %q, want only the allowed TEST-NET address 192.0.2.1:80 (nothing for the metadata address)", guarded)
+	}
+}
