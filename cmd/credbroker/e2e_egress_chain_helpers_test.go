@@ -130,17 +130,21 @@ func chainServer(t *testing.T, body string, ca *testCA) (port int, log *pathLog)
 	return int(netip.MustParseAddrPort(srv.Listener.Addr().String()).Port()), log
 }
 
-// egressConfig adds broker.egress.hosts (chainHost → 127.0.0.1) to e's
-// config, and role with the given egress allow rules and extra YAML
-// (provider blocks, indented four spaces).
-func (e *e2e) egressConfig(t *testing.T, role string, allow []string, extra string) {
+// egressConfig adds broker.egress.hosts (chainHost and names, all →
+// 127.0.0.1) to e's config, and role with the given egress allow rules
+// and extra YAML (provider blocks, indented four spaces).
+func (e *e2e) egressConfig(t *testing.T, role string, names, allow []string, extra string) {
 	t.Helper()
 	cfg, err := os.ReadFile(e.config)
 	if err != nil {
 		t.Fatal(err)
 	}
+	hosts := ""
+	for _, n := range append([]string{chainHost}, names...) {
+		hosts += "      " + n + ": 127.0.0.1\n"
+	}
 	text := strings.Replace(string(cfg), "  refresh_interval: 1s\n",
-		"  refresh_interval: 1s\n  egress:\n    hosts:\n      "+chainHost+": 127.0.0.1\n", 1)
+		"  refresh_interval: 1s\n  egress:\n    hosts:\n"+hosts, 1)
 	quoted := make([]string, len(allow))
 	for i, a := range allow {
 		quoted[i] = strconv.Quote(a)
@@ -151,10 +155,11 @@ func (e *e2e) egressConfig(t *testing.T, role string, allow []string, extra stri
 	}
 }
 
-// sandboxProject makes a project dir owned by the sandbox's uid (nobody)
-// holding files, and gives nobody search permission on the dirs above the
-// session dirs and the egress sockets (docs/sandbox.md).
-func (e *e2e) sandboxProject(t *testing.T, files map[string][]byte) string {
+// sandboxProject makes a project dir under base owned by the sandbox's uid
+// (nobody) holding files and hard links (name → host file: a binary the
+// sandbox could not otherwise see), and gives nobody search permission on
+// the dirs above the session dirs and the egress sockets (docs/sandbox.md).
+func (e *e2e) sandboxProject(t *testing.T, base string, files map[string][]byte, links map[string]string) string {
 	t.Helper()
 	for _, d := range []string{e.dir, e.runtimeDir} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
@@ -164,9 +169,17 @@ func (e *e2e) sandboxProject(t *testing.T, files map[string][]byte) string {
 			t.Fatal(err)
 		}
 	}
-	project := filepath.Join(e.dir, "work", "project")
+	project := filepath.Join(base, "project")
 	if err := os.MkdirAll(project, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	if err := os.Chmod(base, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	for name, target := range links {
+		if err := os.Link(target, filepath.Join(project, name)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(project, name), b, 0o644); err != nil {

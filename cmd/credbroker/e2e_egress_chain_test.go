@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,11 +35,11 @@ func TestEgressChainBwrap(t *testing.T) {
 	hp, _ := chainServer(t, "tls-ok", ca)
 	pp, plain := chainServer(t, "plain-ok", nil)
 	op, other := chainServer(t, "other-ok", nil)
-	e.egressConfig(t, "agent-net", []string{
+	e.egressConfig(t, "agent-net", nil, []string{
 		fmt.Sprintf("%s:%d", chainHost, hp), fmt.Sprintf("%s:%d", chainHost, pp), "192.0.2.1/32:80",
 	}, "    vault:\n      policies: [agent-readonly]\n")
 	d := e.serve(t, "CREDBROKER_EGRESS_DIAL_GUARD=1")
-	project := e.sandboxProject(t, map[string][]byte{"ca.pem": ca.PEM})
+	project := e.sandboxProject(t, filepath.Join(e.dir, "work"), map[string][]byte{"ca.pem": ca.PEM}, nil)
 
 	r := strings.NewReplacer("$H", chainHost, "HP", strconv.Itoa(hp), "PP", strconv.Itoa(pp), "OP", strconv.Itoa(op)).Replace
 	script := r(`deny() { curl -sS --max-time 20 --proxy http://127.0.0.1:3128 --noproxy '' -o /dev/null -D - "$1" 2>&1 | tr -d '\r' | grep -i -e '^HTTP/' -e '^x-credbroker-denied' | tr '\n' '|'; }
