@@ -75,10 +75,15 @@ func (ca *testCA) serverCert(t *testing.T, names ...string) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// pathLog is a test server's record of the paths it was asked for.
+// pathLog is a test server's record of the paths it was asked for, and
+// of its downloads on /slow: one value on started when one begins, the
+// time its connection was closed under it on closed.
 type pathLog struct {
 	mu    sync.Mutex
 	paths []string
+
+	started chan struct{}
+	closed  chan time.Time
 }
 
 func (l *pathLog) add(p string) {
@@ -99,23 +104,40 @@ func (l *pathLog) has(path string) bool {
 	return false
 }
 
+// slow trickles a download (1 KB every 20 ms, for at most two minutes)
+// until the client's connection closes, and reports when that happened.
+func (l *pathLog) slow(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Length", strconv.Itoa(100<<20))
+	l.started <- struct{}{}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	chunk := []byte(strings.Repeat("x", 1024))
+	for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); {
+		select {
+		case <-r.Context().Done():
+			l.closed <- time.Now()
+			return
+		case <-tick.C:
+			if _, err := w.Write(chunk); err != nil {
+				l.closed <- time.Now()
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	}
+}
+
 // chainServer is a loopback server answering body (or, on /slow, a
-// download that trickles for a minute) and logging the paths it was asked
-// for; with ca it serves HTTPS with a certificate for chainHost.
+// download that trickles until its connection closes) and logging the
+// paths it was asked for; with ca it serves HTTPS with a certificate for
+// chainHost.
 func chainServer(t *testing.T, body string, ca *testCA) (port int, log *pathLog) {
 	t.Helper()
-	log = &pathLog{}
+	log = &pathLog{started: make(chan struct{}, 8), closed: make(chan time.Time, 8)}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log.add(r.URL.Path)
 		if r.URL.Path == "/slow" {
-			w.Header().Set("Content-Length", strconv.Itoa(1<<20))
-			for i := 0; i < 600 && r.Context().Err() == nil; i++ {
-				if _, err := w.Write([]byte(strings.Repeat("x", 100))); err != nil {
-					return
-				}
-				w.(http.Flusher).Flush()
-				time.Sleep(100 * time.Millisecond)
-			}
+			log.slow(w, r)
 			return
 		}
 		io.WriteString(w, body)
