@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -115,23 +117,36 @@ getent hosts example.com >/dev/null 2>&1; echo "dns: $?"`)
 
 // TestEgressChainDocker: the same chain in a real Docker container (the
 // FROM scratch busybox image, --network none), started by `credbroker run
-// --sandbox docker`: busybox wget reaches the allowed server by its
-// broker.egress.hosts name through the forwarder and the daemon's gateway,
-// a host not allowed and the metadata address get 403 with
-// X-Credbroker-Denied (read with busybox nc: wget hides the headers of an
-// error) and nothing non-loopback is dialed, and without the
-// proxy (-Y off) neither the name nor an address gets anywhere: the
-// container has only lo.
+// --sandbox docker`: busybox wget (HTTP) and a small static Go probe
+// (HTTPS, testdata/egressprobe: busybox wget has no TLS) reach the allowed
+// servers by their broker.egress.hosts name through the forwarder and the
+// daemon's gateway; a host not allowed and the metadata address get 403
+// with X-Credbroker-Denied (read with busybox nc: wget hides the headers
+// of an error), a CONNECT to a host not allowed is refused, and nothing
+// non-loopback is dialed; without the proxy neither the name nor an
+// address gets anywhere: the container has only lo.
 func TestEgressChainDocker(t *testing.T) {
 	t.Parallel()
 	sandboxtest.RequireEngine(t, "docker")
 	img := sandboxtest.Image(t)
 	e := newE2E(t)
+	ca := newTestCA(t)
+	hp, tlsLog := chainServer(t, "tls-ok", ca)
 	pp, plain := chainServer(t, "plain-ok", nil)
-	e.egressConfig(t, "agent-net", nil, []string{fmt.Sprintf("%s:%d", chainHost, pp)}, "    vault:\n      policies: [agent-readonly]\n")
+	e.egressConfig(t, "agent-net", nil, []string{fmt.Sprintf("%s:%d", chainHost, pp), fmt.Sprintf("%s:%d", chainHost, hp)},
+		"    vault:\n      policies: [agent-readonly]\n")
 	d := e.serve(t, "CREDBROKER_EGRESS_DIAL_GUARD=1")
-	e.sandboxProject(t, filepath.Join(e.dir, "work"), nil, nil)
-	script := strings.NewReplacer("$H", chainHost, "PP", strconv.Itoa(pp)).Replace(`echo "allowed: $(wget -q -O- http://$H:PP/ 2>&1)"
+	project := e.sandboxProject(t, filepath.Join(e.dir, "work"), map[string][]byte{"ca.pem": ca.PEM}, nil)
+	probe := filepath.Join(project, "egressprobe")
+	build := exec.Command("go", "build", "-o", probe, "./testdata/egressprobe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the probe: %v\n%s", err, out)
+	}
+	script := strings.NewReplacer("$H", chainHost, "PP", strconv.Itoa(pp), "HP", strconv.Itoa(hp)).Replace(`echo "allowed: $(wget -q -O- http://$H:PP/ 2>&1)"
+echo "https: $(/workspace/egressprobe /workspace/ca.pem https://$H:HP/ 2>&1)"
+echo "https-denied: $(/workspace/egressprobe /workspace/ca.pem https://denied.credbroker.test/ 2>&1)"
+echo "https-direct: $(HTTPS_PROXY= https_proxy= /workspace/egressprobe /workspace/ca.pem https://$H:HP/direct-probe 2>&1)"
 deny() { printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" "$2" | nc 127.0.0.1 3128 2>&1 | tr -d '\r' | grep -i -e '^HTTP/1' -e '^x-credbroker-denied' | tr '\n' '|'; }
 echo "denied: $(deny http://denied.credbroker.test/ denied.credbroker.test)"
 echo "metadata: $(deny http://169.254.169.254/latest/meta-data/ 169.254.169.254)"
@@ -139,12 +154,12 @@ wget -q -Y off -O- http://$H:PP/direct-probe >/dev/null 2>&1; echo "direct-name:
 wget -q -Y off -O- http://127.0.0.1:PP/direct-probe >/dev/null 2>&1; echo "direct-ip: $?"
 echo "ifaces: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ,)"`)
 	p := e.start(t, "run egress (docker)", nil, "run", "--role", "agent-net", "--sandbox", "docker", "--image", img,
-		"--no-project", "--uid", strconv.Itoa(nobody), "--", "sh", "-c", script)
+		"--project", project, "--uid", strconv.Itoa(nobody), "--", "sh", "-c", script)
 	if code := p.wait(t, 3*time.Minute); code != 0 {
 		t.Fatalf("exit status %d\nstdout:\n%s\nstderr:\n%s", code, p.stdout, p.stderr)
 	}
 	got := lines(p.stdout.String())
-	want := map[string]string{"allowed": "plain-ok", "direct-name": "1", "direct-ip": "1", "ifaces": "lo,"}
+	want := map[string]string{"allowed": "plain-ok", "https": "tls-ok", "direct-name": "1", "direct-ip": "1", "ifaces": "lo,"}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %q, want %q", k, got[k], v)
@@ -155,7 +170,13 @@ echo "ifaces: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ,)"
 			t.Errorf("%s = %q, want a 403 with X-Credbroker-Denied", k, got[k])
 		}
 	}
-	if plain.has("/direct-probe") {
+	if !strings.Contains(got["https-denied"], "Forbidden") {
+		t.Errorf("https-denied = %q, want the CONNECT refused (Forbidden)", got["https-denied"])
+	}
+	if !strings.HasPrefix(got["https-direct"], "error: ") {
+		t.Errorf("https-direct = %q, want an error (no route, no DNS)", got["https-direct"])
+	}
+	if plain.has("/direct-probe") || tlsLog.has("/direct-probe") {
 		t.Errorf("the host's server was reached without the proxy")
 	}
 	if strings.Contains(d.stderr.String(), dialGuardLine) {
