@@ -24,9 +24,10 @@ const dialGuardLine = "EGRESS DIAL GUARD: "
 // their broker.egress.hosts name (HTTPS verified against the test CA), and
 // the allowed port over SOCKS5; everything else is refused with a reason
 // it can read: a host not allowed (403 and X-Credbroker-Denied), the
-// host's 127.0.0.1 and the metadata address through the proxy (403, and
-// the dial guard proves nothing was dialed: a TEST-NET address the role
-// allows shows the guard does see dials), a port not allowed over SOCKS5
+// host's 127.0.0.1 and the metadata address through the proxy (403 even
+// though the role allows 0.0.0.0/0:80, and the dial guard proves nothing
+// was dialed: a TEST-NET address the role allows shows the guard does see
+// dials), a port not allowed over SOCKS5
 // (reply 0x02, curl exit 97), a CONNECT whose SNI is another name. Without
 // the proxy nothing gets out: no route, no DNS.
 func TestEgressChainBwrap(t *testing.T) {
@@ -39,6 +40,7 @@ func TestEgressChainBwrap(t *testing.T) {
 	op, other := chainServer(t, "other-ok", nil)
 	e.egressConfig(t, "agent-net", nil, []string{
 		fmt.Sprintf("%s:%d", chainHost, hp), fmt.Sprintf("%s:%d", chainHost, pp), "192.0.2.1/32:80",
+		"0.0.0.0/0:80", // every public address: still not the metadata address
 	}, "    vault:\n      policies: [agent-readonly]\n")
 	d := e.serve(t, "CREDBROKER_EGRESS_DIAL_GUARD=1")
 	project := e.sandboxProject(t, filepath.Join(e.dir, "work"), map[string][]byte{"ca.pem": ca.PEM}, nil)
