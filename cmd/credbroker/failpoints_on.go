@@ -3,13 +3,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/broker/egress"
 )
 
 // failpoints stops the daemon at the step named by CREDBROKER_FAILPOINT:
@@ -78,4 +82,24 @@ func (c *offsetClock) now() time.Time {
 		}
 	}
 	return wall.Add(c.offset)
+}
+
+// egressDial is the egress gateways' dialer for tests that prove a refused
+// destination was never dialed: with CREDBROKER_EGRESS_DIAL_GUARD=1 it
+// dials loopback addresses only (the tests' servers) and refuses any
+// other, printing "EGRESS DIAL GUARD: <addr>" to stderr, which the test
+// looks for. Only in binaries built with -tags failpoints; nil (the
+// gateways' own dialer) when the variable is not set.
+func egressDial() egress.DialFunc {
+	if os.Getenv("CREDBROKER_EGRESS_DIAL_GUARD") != "1" {
+		return nil
+	}
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	return func(ctx context.Context, addr netip.AddrPort) (net.Conn, error) {
+		if !addr.Addr().IsLoopback() {
+			fmt.Fprintf(os.Stderr, "EGRESS DIAL GUARD: %s\n", addr)
+			return nil, fmt.Errorf("egress dial guard: %s is not loopback", addr)
+		}
+		return d.DialContext(ctx, "tcp", addr.String())
+	}
 }

@@ -47,12 +47,13 @@ func runServe(ctx context.Context, g *globalOpts, o *serveOpts) error {
 		log.Warn("--allow-disk is set: session dirs may be written to disk; never use this outside tests")
 	}
 	return broker.Serve(ctx, broker.DaemonOptions{
-		Config:    cfg,
-		Logger:    log,
-		AllowDisk: o.allowDisk,
-		Hooks:     failpoints(),
-		Now:       testClock(),
-		OpenStore: storeopen.Open,
+		Config:     cfg,
+		Logger:     log,
+		AllowDisk:  o.allowDisk,
+		Hooks:      failpoints(),
+		Now:        testClock(),
+		EgressDial: egressDial(),
+		OpenStore:  storeopen.Open,
 		BuildProviders: func(ctx context.Context, cfg *configs.Config, j providers.Journal, log *slog.Logger) (*providers.Registry, error) {
 			return all.Build(ctx, cfg, j, log)
 		},

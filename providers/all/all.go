@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/internal/hostsdial"
 	"github.com/credbroker/credbroker/providers"
 	"github.com/credbroker/credbroker/providers/awssts"
 	"github.com/credbroker/credbroker/providers/kube"
@@ -19,9 +20,12 @@ import (
 // logged as warnings.
 func Build(ctx context.Context, cfg *configs.Config, journal providers.Journal, log *slog.Logger) (*providers.Registry, error) {
 	reg := providers.NewRegistry()
+	// Provider addresses may use broker.egress.hosts names, the names the
+	// sessions' gateways resolve: the daemon dials them the same way.
+	dial := hostsdial.New(cfg.EgressHosts())
 	if cfg.Providers.Vault != nil {
 		// Epochs are recorded as this host's (fleet mode; none for one broker).
-		p, err := vault.New(ctx, *cfg.Providers.Vault, journal, log, vault.WithHostID(cfg.Broker.HostID))
+		p, err := vault.New(ctx, *cfg.Providers.Vault, journal, log, vault.WithHostID(cfg.Broker.HostID), vault.WithDial(dial))
 		if err != nil {
 			return nil, err
 		}
@@ -31,7 +35,7 @@ func Build(ctx context.Context, cfg *configs.Config, journal providers.Journal, 
 		reg.Register(p)
 	}
 	if cfg.Providers.AWS != nil {
-		p, err := awssts.New(ctx, *cfg.Providers.AWS, cfg.Roles, log)
+		p, err := awssts.New(ctx, *cfg.Providers.AWS, cfg.Roles, log, awssts.WithDial(dial))
 		if err != nil {
 			return nil, err
 		}
@@ -41,7 +45,7 @@ func Build(ctx context.Context, cfg *configs.Config, journal providers.Journal, 
 		reg.Register(p)
 	}
 	if cfg.Providers.Kube != nil {
-		p, err := kube.New(*cfg.Providers.Kube, cfg.Roles, log)
+		p, err := kube.New(*cfg.Providers.Kube, cfg.Roles, log, dial)
 		if err != nil {
 			return nil, err
 		}

@@ -9,15 +9,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/internal/hostsdial"
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers"
 )
@@ -89,13 +92,35 @@ type Provider struct {
 
 var _ providers.Provider = (*Provider)(nil)
 
+// Option configures New.
+type Option func(*newOptions)
+
+type newOptions struct {
+	dial hostsdial.DialFunc
+}
+
+// WithDial makes the provider's AWS clients dial with d (the daemon passes
+// one that maps broker.egress.hosts names); nil keeps the default.
+func WithDial(d hostsdial.DialFunc) Option {
+	return func(o *newOptions) { o.dial = d }
+}
+
 // New builds the provider. The broker's own AWS identity comes from the
 // SDK's default chain (environment, profile, instance role ...).
-func New(ctx context.Context, cfg configs.AWSProvider, roles map[string]configs.Role, log *slog.Logger) (*Provider, error) {
+func New(ctx context.Context, cfg configs.AWSProvider, roles map[string]configs.Role, log *slog.Logger, options ...Option) (*Provider, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	var o newOptions
+	for _, f := range options {
+		f(&o)
+	}
 	opts := []func(*config.LoadOptions) error{config.WithRegion(cfg.Region)}
+	if o.dial != nil {
+		opts = append(opts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+			tr.DialContext = o.dial
+		})))
+	}
 	if cfg.Profile != "" {
 		opts = append(opts, config.WithSharedConfigProfile(cfg.Profile))
 	}
@@ -121,7 +146,7 @@ func New(ctx context.Context, cfg configs.AWSProvider, roles map[string]configs.
 	}
 	switch cfg.Revocation {
 	case configs.RevokeMinIOTokens:
-		m := &minioRevoker{endpoint: cfg.STSEndpoint, region: cfg.Region, creds: ac.Credentials, hc: httpClient(ac)}
+		m := &minioRevoker{endpoint: cfg.STSEndpoint, region: cfg.Region, creds: ac.Credentials, hc: httpClient(ac, o.dial)}
 		if w := cfg.WebIdentity; w != nil {
 			m.user = minioOpenIDParent(w.Subject, w.Issuer)
 		}

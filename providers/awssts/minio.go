@@ -18,6 +18,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/credbroker/credbroker/internal/hostsdial"
 	"github.com/credbroker/credbroker/leases"
 )
 
@@ -160,7 +161,10 @@ func minioOpenIDParent(sub, iss string) string {
 	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
-func httpClient(ac aws.Config) *http.Client {
+func httpClient(ac aws.Config, dial hostsdial.DialFunc) *http.Client {
+	if dial != nil {
+		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: dial}}
+	}
 	if hc, ok := ac.HTTPClient.(*http.Client); ok && hc != nil {
 		return hc
 	}

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/internal/hostsdial"
 	"github.com/credbroker/credbroker/providers"
 )
 
@@ -88,7 +89,10 @@ var _ providers.Provider = (*Provider)(nil)
 // New loads the broker's kubeconfig and builds the provider for the
 // configured roles. It does not contact the cluster (Check does), so an
 // unreachable cluster fails minting, not the daemon's start.
-func New(cfg configs.KubeProvider, roles map[string]configs.Role, log *slog.Logger) (*Provider, error) {
+//
+// A non-nil dial (at most one) is the client's dialer: the daemon passes
+// one that maps broker.egress.hosts names.
+func New(cfg configs.KubeProvider, roles map[string]configs.Role, log *slog.Logger, dial ...hostsdial.DialFunc) (*Provider, error) {
 	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
 		&clientcmd.ClientConfigLoadingRules{ExplicitPath: cfg.Kubeconfig},
 		&clientcmd.ConfigOverrides{CurrentContext: cfg.Context},
@@ -101,6 +105,9 @@ func New(cfg configs.KubeProvider, roles map[string]configs.Role, log *slog.Logg
 		return nil, err
 	}
 	rc.Timeout = 30 * time.Second
+	if len(dial) > 0 && dial[0] != nil {
+		rc.Dial = dial[0]
+	}
 	// No client-side throttling: client-go's default (5 requests/s, burst
 	// 10) paced session starts (4 calls) and ends (3) to about 0.6 s each
 	// once the burst was spent. The API server's priority and fairness

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/internal/hostsdial"
 	"github.com/credbroker/credbroker/internal/secret"
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers"
@@ -57,6 +59,8 @@ type Provider struct {
 	// self is the broker's pseudo-session its epochs are recorded under
 	// (leases.BrokerSession of its host).
 	self string
+	// dial, if set, is the Vault client's dialer (WithDial).
+	dial hostsdial.DialFunc
 
 	mu    sync.Mutex
 	epoch *epoch
@@ -71,6 +75,12 @@ type Option func(*Provider)
 // a crash. RevokeAll still revokes every host's.
 func WithHostID(id string) Option {
 	return func(p *Provider) { p.self = leases.BrokerSession(id) }
+}
+
+// WithDial makes the provider's Vault client dial with d (the daemon
+// passes one that maps broker.egress.hosts names); nil keeps the default.
+func WithDial(d hostsdial.DialFunc) Option {
+	return func(p *Provider) { p.dial = d }
 }
 
 type epoch struct {
@@ -106,6 +116,14 @@ func New(ctx context.Context, cfg configs.VaultProvider, journal providers.Journ
 		}
 		caPEM = b
 	}
+	p := &Provider{cfg: cfg, journal: journal, log: log.With("provider", Name), now: time.Now, caPEM: caPEM,
+		self: leases.BrokerSessionID}
+	for _, o := range opts {
+		o(p)
+	}
+	if tr, ok := vc.HttpClient.Transport.(*http.Transport); ok && p.dial != nil {
+		tr.DialContext = p.dial
+	}
 	c, err := api.NewClient(vc)
 	if err != nil {
 		return nil, fmt.Errorf("vault: client: %w", err)
@@ -114,11 +132,7 @@ func New(ctx context.Context, cfg configs.VaultProvider, journal providers.Journ
 	if cfg.Namespace != "" {
 		c.SetNamespace(cfg.Namespace)
 	}
-	p := &Provider{cfg: cfg, client: c, journal: journal, log: log.With("provider", Name), now: time.Now, caPEM: caPEM,
-		self: leases.BrokerSessionID}
-	for _, o := range opts {
-		o(p)
-	}
+	p.client = c
 	if err := p.login(ctx); err != nil {
 		return nil, err
 	}
