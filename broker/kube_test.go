@@ -16,8 +16,8 @@ func TestKubeSessionAcrossProviders(t *testing.T) {
 	if !h.tokenValid(vtok) || !h.s3Works(id, sk, st) || !h.kubeTokenWorks(ktok) {
 		t.Fatal("fresh agent-all session: some credential does not work")
 	}
-	if left := h.kubeObjects(si.ID); len(left) != 3 {
-		t.Fatalf("kube objects of the session: %v, want its service account, secret and role binding", left)
+	if left := h.kubeObjects(si.ID); len(left) != 2 {
+		t.Fatalf("kube objects of the session: %v, want its service account and role binding (no Secret)", left)
 	}
 	if _, err := h.b.EndSession(context.Background(), h.caller, si.ID, "test"); err != nil {
 		t.Fatal(err)

@@ -155,6 +155,15 @@ func TestE2ESystemdCapabilities(t *testing.T) {
 // capsSessionUID from start to end; it returns what went wrong.
 func capsCycle(t *testing.T, e *e2e, caps []string) error {
 	t.Helper()
+	// The CLI (root) accepts a daemon of another uid only when the config
+	// names it (broker.daemon_uid), as a system install's config does.
+	cfg, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.config, []byte(strings.Replace(string(cfg), "broker:\n", "broker:\n  daemon_uid: "+capsDaemonUID+"\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := exec.Command("chown", "-R", capsDaemonUID+":"+capsDaemonUID, e.dir).CombinedOutput(); err != nil {
 		t.Fatalf("chown %s: %v: %s", e.dir, err, out)
 	}
