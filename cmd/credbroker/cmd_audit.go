@@ -21,6 +21,7 @@ type auditOpts struct {
 	follow  bool
 	session string
 	lines   int
+	output  string
 }
 
 func newAuditCmd(g *globalOpts) *cobra.Command {
@@ -38,9 +39,15 @@ its sequence number and the SHA-256 of the previous line. Prints the number
 of records and the head hash; keep the head elsewhere and pass it with
 --head next time to also catch a truncated or edited last record.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runAuditVerify(g, o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(o.output); err != nil {
+				return err
+			}
+			return runAuditVerify(g, o)
+		},
 	}
 	verify.Flags().StringVar(&o.head, "head", "", "head hash from an earlier verify (catches truncation)")
+	verify.Flags().StringVarP(&o.output, "output", "o", "text", `output format: text or json ({"path", "ok", "records", "head"}, or "ok": false with "line", "seq", "why")`)
 	tail := &cobra.Command{
 		Use:   "tail",
 		Short: "Print audit records for humans",
@@ -80,15 +87,37 @@ func runAuditVerify(g *globalOpts, o *auditOpts) error {
 	}
 	defer f.Close()
 	res, err := broker.VerifyAudit(f, o.head)
+	var ce *broker.ChainError
+	if o.output == "json" && (err == nil || errors.As(err, &ce)) {
+		out := auditVerify{Path: path, OK: err == nil, Records: res.Records, Head: res.Head}
+		if ce != nil {
+			out.Line, out.Seq, out.Why = ce.Line, ce.Seq, ce.Why
+		}
+		if perr := printJSON(g.out, out); perr != nil {
+			return perr
+		}
+	}
 	if err != nil {
-		var ce *broker.ChainError
-		if errors.As(err, &ce) {
+		if ce != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		return err
 	}
-	fmt.Fprintf(g.out, "%s: %d records, chain intact\nhead %s\n", path, res.Records, res.Head)
+	if o.output != "json" {
+		fmt.Fprintf(g.out, "%s: %d records, chain intact\nhead %s\n", path, res.Records, res.Head)
+	}
 	return nil
+}
+
+// auditVerify is audit verify's JSON result.
+type auditVerify struct {
+	Path    string `json:"path"`
+	OK      bool   `json:"ok"`
+	Records uint64 `json:"records"`
+	Head    string `json:"head,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	Seq     uint64 `json:"seq,omitempty"`
+	Why     string `json:"why,omitempty"`
 }
 
 func runAuditTail(ctx context.Context, g *globalOpts, o *auditOpts) error {

@@ -26,6 +26,7 @@ type guardOpts struct {
 	diff     string
 	noRevoke bool
 	force    bool
+	output   string
 }
 
 func newGuardCmd(g *globalOpts) *cobra.Command {
@@ -53,6 +54,9 @@ writes an audit record.`,
 			if (o.staged || o.diff != "") && len(args) > 0 {
 				return usagef("paths and --staged/--diff do not mix")
 			}
+			if err := checkOutput(o.output); err != nil {
+				return err
+			}
 			if !o.staged && o.diff == "" && len(args) == 0 {
 				args = []string{"."}
 			}
@@ -62,6 +66,7 @@ writes an audit record.`,
 	scan.Flags().BoolVar(&o.staged, "staged", false, "scan the lines a commit would add (git diff --cached)")
 	scan.Flags().StringVar(&o.diff, "diff", "", "scan the lines added since REV (git diff REV)")
 	scan.Flags().BoolVar(&o.noRevoke, "no-revoke", false, "report only; do not revoke the sessions found")
+	scan.Flags().StringVarP(&o.output, "output", "o", "text", `output format: text or json ({"fingerprints", "findings": [{"file", "line", "what", "session", "provider", "encoding", "revoked"}]}; never a secret)`)
 	hook := &cobra.Command{
 		Use:   "install-hook",
 		Short: "Install a git pre-commit hook that blocks commits containing issued credentials",
@@ -135,23 +140,57 @@ func runGuardScan(ctx context.Context, g *globalOpts, o *guardOpts, paths []stri
 			return err
 		}
 	}
+	text := o.output != "json"
+	res := guardScan{Fingerprints: gd.Len(), Findings: []guardFinding{}}
 	if len(hits) == 0 {
+		if !text {
+			return printJSON(g.out, res)
+		}
 		fmt.Fprintf(g.out, "no issued credentials found (%d live fingerprints)\n", gd.Len())
 		return nil
 	}
 	revoked := map[string]bool{}
 	for _, h := range hits {
-		fmt.Fprintf(g.out, "%s:%d: %s of session %s (%s, %s)\n", h.File, h.Line, h.What, h.Session, h.Provider, h.Encoding)
+		if text {
+			fmt.Fprintf(g.out, "%s:%d: %s of session %s (%s, %s)\n", h.File, h.Line, h.What, h.Session, h.Provider, h.Encoding)
+		}
+		f := guardFinding{File: h.File, Line: h.Line, What: h.What, Session: h.Session, Provider: h.Provider, Encoding: h.Encoding}
 		rep := broker.GuardHit{Session: h.Session, Provider: h.Provider, What: h.What, File: h.File, Line: h.Line,
 			Encoding: h.Encoding, Fingerprint: h.Fingerprint, Revoke: !o.noRevoke && !revoked[h.Session]}
 		if _, err := g.client().ReportGuardHit(context.WithoutCancel(ctx), rep); err != nil {
 			fmt.Fprintf(g.errOut, "credbroker: guard: report to the daemon: %v\n", err)
 		} else if rep.Revoke {
 			revoked[h.Session] = true
-			fmt.Fprintf(g.out, "  session %s revoked\n", h.Session)
+			if text {
+				fmt.Fprintf(g.out, "  session %s revoked\n", h.Session)
+			}
+		}
+		f.Revoked = revoked[h.Session]
+		res.Findings = append(res.Findings, f)
+	}
+	if !text {
+		if err := printJSON(g.out, res); err != nil {
+			return err
 		}
 	}
 	return fmt.Errorf("%w: %d finding(s); remove them (and rotate anything derived from them)", errLeak, len(hits))
+}
+
+// guardScan is guard scan's JSON result. It names where each issued
+// credential was found, never the credential.
+type guardScan struct {
+	Fingerprints int            `json:"fingerprints"`
+	Findings     []guardFinding `json:"findings"`
+}
+
+type guardFinding struct {
+	File     string `json:"file"`
+	Line     int    `json:"line"`
+	What     string `json:"what"`
+	Session  string `json:"session"`
+	Provider string `json:"provider"`
+	Encoding string `json:"encoding"`
+	Revoked  bool   `json:"revoked"`
 }
 
 const hookScript = `#!/bin/sh

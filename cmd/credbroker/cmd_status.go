@@ -55,7 +55,8 @@ func newIncidentCmd(g *globalOpts) *cobra.Command {
 		Use:   "incident",
 		Short: "Manage the incident lock",
 	}
-	cmd.AddCommand(&cobra.Command{
+	var output string
+	clear := &cobra.Command{
 		Use:   "clear",
 		Short: "Lift the incident lock so sessions can start again (admins only)",
 		Long: `Lift the incident lock so sessions can start again. Only admins may: root,
@@ -64,12 +65,20 @@ the lock stays; the refusal is audited. Declaring an incident (revoke --all)
 is open to every caller the daemon admits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			if err := g.client().ClearIncident(cmd.Context()); err != nil {
 				return err
+			}
+			if output == "json" {
+				return printJSON(g.out, map[string]bool{"cleared": true})
 			}
 			fmt.Fprintln(g.out, "incident cleared; sessions may start again")
 			return nil
 		},
-	})
+	}
+	clear.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.AddCommand(clear)
 	return cmd
 }
