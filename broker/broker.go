@@ -97,6 +97,9 @@ type Broker struct {
 
 	lastPrune time.Time // of the guard's fingerprints
 
+	fps          map[string]string // provider config fingerprints
+	lastRegister time.Time         // last RegisterHost
+
 	cache   sessionCache // own live sessions, for when the store is away
 	backlog backlog      // what to record once the store is back
 
@@ -121,6 +124,9 @@ func New(o Options) *Broker {
 	}
 	if b.now == nil {
 		b.now = time.Now
+	}
+	if o.Config != nil {
+		b.fps = o.Config.ProviderFingerprints()
 	}
 	if o.EgressDir != "" {
 		b.egress = egress.NewManager(egress.ManagerConfig{Dir: o.EgressDir, Config: o.Config,

@@ -91,8 +91,11 @@ func TestRevokeAllDropsOnlyCoveredLeases(t *testing.T) {
 			r = pr
 		}
 	}
-	if r.Revoked != 3 || r.LeftToHosts != 1 || r.Method != "revoke-all+per-lease" {
-		t.Errorf("report = %+v; want 3 revoked (2 by the call, 1 by lease), 1 left to its host", r)
+	if r.Revoked != 3 || r.LeftToHosts != 1 || r.Method != "revoke-all+per-lease" || !slices.Equal(r.LeftHosts, []string{"there"}) {
+		t.Errorf("report = %+v; want 3 revoked (2 by the call, 1 by lease), 1 left to its host there", r)
+	}
+	if !strings.Contains(err.Error(), "(hosts there)") {
+		t.Errorf("revoke --all error %q does not name the host left to revoke its own", err)
 	}
 	if !slices.Equal(p.revoked, []string{"partial/x/missed-here"}) {
 		t.Errorf("per-lease revocations = %v; want only this broker's unreached lease", p.revoked)

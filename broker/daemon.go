@@ -105,6 +105,9 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 	// handled here first (dirs wiped, sessions revoked), then a crash's
 	// leftovers are settled.
 	b.CheckIncident(ctx)
+	if err := b.RegisterHost(ctx); err != nil {
+		log.Warn("record this host and its provider fingerprints (retried by the loops)", "err", err)
+	}
 	if err := b.Reconcile(ctx); err != nil {
 		log.Error("reconcile at start-up (retried by the loops)", "err", err)
 	}

@@ -38,6 +38,9 @@ type fleet struct {
 	h     *harness // for Vault helpers (token checks)
 	// wrap, when set, wraps each node's Vault provider.
 	wrap func(providers.Provider) providers.Provider
+	// vaultCfg, when set, edits each new node's Vault provider config (a
+	// host whose config differs from the others').
+	vaultCfg func(host string, v *configs.VaultProvider)
 }
 
 // node is one broker of the fleet.
@@ -101,6 +104,9 @@ func (f *fleet) newNodeAt(host, dsn string) *node {
 	vcfg := configs.VaultProvider{
 		Address: f.srv.Addr, Auth: configs.VaultAuth{TokenEnv: "CB_TEST_BROKER_TOKEN"},
 		TokenRole: vaulttest.TokenRole, EpochTTL: configs.Duration(24 * time.Hour),
+	}
+	if f.vaultCfg != nil {
+		f.vaultCfg(host, &vcfg)
 	}
 	if n.vp, err = vault.New(ctx, vcfg, broker.NewJournal(n.st, nil, log), log, vault.WithHostID(host)); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,12 +52,12 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 		return b.revokeAllOffline(ctx, c, in, fmt.Errorf("list leases: %w", err))
 	}
 	var local []string
-	others := map[string]bool{} // sessions of other brokers of the fleet
+	others := map[string]string{} // sessions of other brokers of the fleet → their host
 	for _, s := range sessions {
 		if b.owns(s) {
 			local = append(local, s.ID)
 		} else {
-			others[s.ID] = true
+			others[s.ID] = s.HostID
 		}
 	}
 	rep := RevokeReport{Reason: reason, Incident: true, Sessions: len(sessions), LocalSessions: len(local), Pending: []LeaseInfo{}}
@@ -89,10 +90,14 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 	}
 	wg.Wait()
 	left := 0
+	var leftHosts []string
 	for _, r := range rep.Providers {
 		rep.RevokedIn = max(rep.RevokedIn, r.RevokedIn)
 		left += r.LeftToHosts
+		leftHosts = append(leftHosts, r.LeftHosts...)
 	}
+	slices.Sort(leftHosts)
+	leftHosts = slices.Compact(leftHosts)
 	wipe.Wait()
 	b.at("revoke-all-before-finish")
 	b.finishSessions(ctx, sessions, "incident: "+reason)
@@ -108,9 +113,9 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 	rep.Complete = len(rep.Pending) == 0 && left == 0
 	rep.Duration = b.now().Sub(start).Round(time.Millisecond).String()
 	if left > 0 {
-		return rep, fmt.Errorf("%w: %d leases of other brokers were not reached by this broker's provider-wide calls "+
-			"(their provider config differs from this one's: compare `credbroker status --all-hosts`); each of those brokers "+
-			"revokes its own within %s of the incident; run `credbroker revoke --all` again to check", ErrPending, left, incidentGrace)
+		return rep, fmt.Errorf("%w: %d leases of other brokers (hosts %s) were not reached by this broker's provider-wide calls "+
+			"(their provider config differs from this one's: compare the fingerprints in `credbroker status --all-hosts`); each of those brokers "+
+			"revokes its own within %s of the incident; run `credbroker revoke --all` again to check", ErrPending, left, hostList(leftHosts), incidentGrace)
 	}
 	if !rep.Complete {
 		return rep, fmt.Errorf("%w: %d leases are not revoked yet; they are retried with backoff (run `credbroker revoke --all` again to retry now)", ErrPending, len(rep.Pending))
@@ -125,7 +130,7 @@ func (b *Broker) RevokeAll(ctx context.Context, c Caller, reason string) (Revoke
 // lease when it is this broker's, and left to its own broker (which
 // revokes it within incidentGrace) when it is another's: revoking it here
 // with this broker's config could report success without reaching it.
-func (b *Broker) revokeProvider(ctx context.Context, name string, ls []leases.Lease, others map[string]bool, reason string, start time.Time) ProviderResult {
+func (b *Broker) revokeProvider(ctx context.Context, name string, ls []leases.Lease, others map[string]string, reason string, start time.Time) ProviderResult {
 	r := ProviderResult{Provider: name, Method: "revoke-all"}
 	rest := ls
 	if p, ok := b.provs.Get(name); ok {
@@ -147,8 +152,15 @@ func (b *Broker) revokeProvider(ctx context.Context, name string, ls []leases.Le
 	var mine []leases.Lease
 	for _, l := range rest {
 		host, broker := leases.BrokerSessionHost(l.SessionID)
-		if others[l.SessionID] || (broker && b.host != "" && host != b.host) {
+		other, ok := others[l.SessionID]
+		if ok || (broker && b.host != "" && host != b.host) {
+			if !ok {
+				other = host
+			}
 			r.LeftToHosts++
+			if !slices.Contains(r.LeftHosts, other) {
+				r.LeftHosts = append(r.LeftHosts, other)
+			}
 			continue
 		}
 		mine = append(mine, l)
@@ -163,7 +175,20 @@ func (b *Broker) revokeProvider(ctx context.Context, name string, ls []leases.Le
 		r.Pending = pending
 		r.RevokedIn = b.now().Sub(start)
 	}
+	slices.Sort(r.LeftHosts)
 	return r
+}
+
+// hostList names hosts for a message ("" shows as a single broker's).
+func hostList(hosts []string) string {
+	names := make([]string, len(hosts))
+	for i, h := range hosts {
+		names[i] = h
+		if h == "" {
+			names[i] = `""`
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // splitCovered splits ls into the leases whose ids are in covered and the
@@ -306,7 +331,7 @@ func (b *Broker) Status(ctx context.Context) (Status, error) { return b.StatusWi
 
 // StatusWith is Status, with allHosts for every broker sharing the store.
 func (b *Broker) StatusWith(ctx context.Context, allHosts bool) (Status, error) {
-	st := Status{Host: b.host, Providers: b.provs.Names(), Sessions: []SessionInfo{}, Pending: []LeaseInfo{}}
+	st := Status{Host: b.host, Providers: b.provs.Names(), Fingerprints: b.Fingerprints(), Sessions: []SessionInfo{}, Pending: []LeaseInfo{}}
 	if in, ok, err := b.store.GetIncident(ctx); err != nil {
 		return st, err
 	} else if ok {
@@ -327,6 +352,11 @@ func (b *Broker) StatusWith(ctx context.Context, allHosts bool) (Status, error) 
 	}
 	for _, l := range pending {
 		st.Pending = append(st.Pending, leaseInfo(l))
+	}
+	if allHosts {
+		if st.Hosts, err = b.hostInfos(ctx); err != nil {
+			return st, err
+		}
 	}
 	return st, nil
 }

@@ -24,6 +24,7 @@ func (b *Broker) Tick(ctx context.Context) {
 	// The incident watch tells at once; this catches what it may have
 	// missed (a watch that cannot LISTEN, through a pooler).
 	b.CheckIncident(ctx)
+	b.registerIfDue(ctx)
 	// Intents older than any start can take were left by a reconcile that
 	// failed (a server was down at start-up): retry them.
 	if _, errs := b.settleIntents(ctx, b.now().Add(-staleIntent)); len(errs) > 0 {

@@ -65,6 +65,25 @@ type Status struct {
 	Sessions  []SessionInfo `json:"sessions"`
 	Pending   []LeaseInfo   `json:"pending"`
 	Providers []string      `json:"providers"`
+	// Fingerprints are this broker's provider config fingerprints.
+	Fingerprints map[string]string `json:"fingerprints,omitempty"`
+	// Hosts are the brokers sharing the store (status --all-hosts only).
+	Hosts []HostInfo `json:"hosts,omitempty"`
+}
+
+// HostInfo is one broker sharing the store, as it last registered.
+type HostInfo struct {
+	Host   string    `json:"host"`
+	SeenAt time.Time `json:"seen_at,omitzero"`
+	// Fingerprints maps each provider the host has configured to a digest
+	// of its non-secret config (configs.ProviderFingerprints).
+	Fingerprints map[string]string `json:"fingerprints"`
+	// This is set for the broker that answered.
+	This bool `json:"this,omitempty"`
+	// Differs lists the providers whose config on that host differs from
+	// this broker's: revoke --all here cannot reach its credentials of
+	// them (that host revokes its own, within incidentGrace).
+	Differs []string `json:"differs,omitempty"`
 }
 
 // ProviderResult is one provider's part of a revoke-all.
@@ -79,8 +98,10 @@ type ProviderResult struct {
 	// LeftToHosts counts leases of other brokers of a fleet that this
 	// broker's provider-wide call did not reach; each broker revokes its
 	// own within incidentGrace.
-	LeftToHosts int    `json:"left_to_hosts,omitempty"`
-	Error       string `json:"error,omitempty"`
+	LeftToHosts int `json:"left_to_hosts,omitempty"`
+	// LeftHosts names, sorted, the hosts those leases belong to.
+	LeftHosts []string `json:"left_hosts,omitempty"`
+	Error     string   `json:"error,omitempty"`
 	// RevokedIn is the time from the start of revoke --all until this
 	// provider's server rejected everything it had issued.
 	RevokedIn time.Duration `json:"revoked_in_ns"`

@@ -238,3 +238,25 @@ type IncidentWatcher interface {
 	// told why the watch was interrupted; the watch keeps reconnecting.
 	WatchIncident(ctx context.Context, declared func(Incident), lost func(error)) error
 }
+
+// Host is one broker of a fleet as it last registered itself.
+type Host struct {
+	// ID is the broker's host id (broker.host_id; "" for a single broker).
+	ID string
+	// Fingerprints maps each provider the broker has configured to a digest
+	// of that provider's non-secret config (configs.ProviderFingerprints).
+	Fingerprints map[string]string
+	// SeenAt is when the broker last registered (start, then every loop
+	// tick).
+	SeenAt time.Time
+}
+
+// HostRegistry is implemented by stores that keep a record of each broker
+// sharing them, so that `status --all-hosts` can show every host's provider
+// fingerprints and revoke --all can name the hosts it did not reach.
+type HostRegistry interface {
+	// PutHost inserts or replaces the record of h.ID.
+	PutHost(ctx context.Context, h Host) error
+	// ListHosts returns every recorded host ordered by ID.
+	ListHosts(ctx context.Context) ([]Host, error)
+}

@@ -117,7 +117,7 @@ func runRevokeAll(ctx context.Context, g *globalOpts, o *revokeOpts) error {
 			line += fmt.Sprintf(", PENDING %d", p.Pending)
 		}
 		if p.LeftToHosts > 0 {
-			line += fmt.Sprintf(", NOT REACHED %d (other brokers revoke their own)", p.LeftToHosts)
+			line += fmt.Sprintf(", NOT REACHED %d (hosts %s revoke their own)", p.LeftToHosts, hostNames(p.LeftHosts))
 		}
 		if p.Error != "" {
 			line += " (" + oneLine(p.Error) + ")"
@@ -130,6 +130,15 @@ func runRevokeAll(ctx context.Context, g *globalOpts, o *revokeOpts) error {
 	}
 	printLeases(g.out, rep.Pending)
 	return err
+}
+
+// hostNames lists hosts for a message, "-" for a single broker's.
+func hostNames(hosts []string) string {
+	names := make([]string, len(hosts))
+	for i, h := range hosts {
+		names[i] = orDash(h)
+	}
+	return strings.Join(names, ", ")
 }
 
 // progress shows elapsed time on a terminal until the returned stop is

@@ -205,6 +205,10 @@ func checkFleetViews(t *testing.T, br *fleetBroker, perHost map[string]int) {
 	if !strings.Contains(text, fmt.Sprintf("sessions (%d live on %d hosts)", total, len(perHost))) {
 		t.Errorf("status --all-hosts on %s:\n%s", br.name, text)
 	}
+	// Every broker of these fleets has the same provider config.
+	if !strings.Contains(text, "this host") || strings.Contains(text, "DIFFERS") {
+		t.Errorf("status --all-hosts on %s: want its own host line and no divergent config:\n%s", br.name, text)
+	}
 }
 
 // PostgreSQL stopped mid-way: a session start fails closed with a clear

@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -52,8 +54,35 @@ func printFleetStatus(w io.Writer, st broker.Status) {
 	}
 	fmt.Fprintln(w)
 	printFleetSessions(w, st.Sessions)
+	printHosts(w, st)
 	fmt.Fprintf(w, "\npending revocations: %d\n", len(st.Pending))
 	printLeases(w, st.Pending)
+}
+
+// printHosts prints each broker sharing the store with its provider
+// config fingerprints, and marks those whose config differs from this
+// broker's.
+func printHosts(w io.Writer, st broker.Status) {
+	fmt.Fprintf(w, "\nhosts (%d registered; fingerprints of each provider's non-secret config):\n", len(st.Hosts))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tLAST SEEN\tFINGERPRINTS\tCONFIG")
+	for _, h := range st.Hosts {
+		names := slices.Sorted(maps.Keys(h.Fingerprints))
+		fps := make([]string, len(names))
+		for i, p := range names {
+			fps[i] = p + "=" + h.Fingerprints[p]
+		}
+		mark := "same as this host's"
+		switch {
+		case h.This:
+			mark = "this host"
+		case len(h.Differs) > 0:
+			mark = fmt.Sprintf("DIFFERS (%s): config differs from this host's: revoke --all here cannot reach its credentials",
+				strings.Join(h.Differs, ", "))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", orDash(h.Host), h.SeenAt.Local().Format(time.DateTime), orDash(strings.Join(fps, " ")), mark)
+	}
+	tw.Flush()
 }
 
 func orDash(s string) string {

@@ -80,6 +80,14 @@ var migrations = []string{
 	// 2: fleet mode. Each broker lists its own sessions (refresher,
 	// reaper, reconciler) by host.
 	`CREATE INDEX sessions_by_host ON sessions (host_id, state);`,
+	// 3: the fleet's hosts. Each broker records the fingerprints of its
+	// provider configs (non-secret digests) at start and on every loop
+	// tick, for status --all-hosts and revoke --all's report.
+	`CREATE TABLE hosts (
+		host_id      text COLLATE "C" PRIMARY KEY,
+		fingerprints jsonb NOT NULL,
+		seen_at      timestamptz
+	);`,
 }
 
 // migrate brings the database up to len(migs) in one transaction that holds

@@ -69,6 +69,14 @@ var migrations = []string{
 	// for a single broker, and for sessions written before this version).
 	`ALTER TABLE sessions ADD COLUMN host_id TEXT NOT NULL DEFAULT '';
 	CREATE INDEX sessions_by_host ON sessions (host_id, state);`,
+	// 3: the hosts sharing the store (one for a single broker): the
+	// fingerprints of each one's provider configs (non-secret digests),
+	// as in the PostgreSQL store.
+	`CREATE TABLE hosts (
+		host_id      TEXT PRIMARY KEY,
+		fingerprints TEXT NOT NULL,
+		seen_at      INTEGER
+	) STRICT;`,
 }
 
 // migrate brings db up to len(migs) in one transaction, applying only the
