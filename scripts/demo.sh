@@ -123,7 +123,7 @@ aws --endpoint-url "$AWS_ENDPOINT_URL" s3 cp /etc/hostname s3://agent-readable/x
 aws --endpoint-url "$AWS_ENDPOINT_URL" s3 cp s3://agent-other/hello.txt - 2>&1 | grep -o "AccessDenied\|Forbidden" | head -1
 cp "$CREDBROKER_SESSION_DIR/aws/credentials.json" "$DEMO_KEEP"
 SH
-DEMO_KEEP=$work/kept-aws.json PATH=/usr/bin:/bin run "$CB" session start --role agent-s3 -- sh "$work/agent-s3.sh"
+DEMO_KEEP=$work/kept-aws.json PATH=/usr/bin:/bin run "$CB" session start --role agent-s3 --keep-env DEMO_KEEP -- sh "$work/agent-s3.sh"
 say "...and after the session ended, MinIO rejects those credentials"
 kept_env() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["AccessKeyId"], d["SecretAccessKey"], d["SessionToken"])' "$work/kept-aws.json"; }
 read -r kid ksk ktok < <(kept_env)
@@ -146,7 +146,7 @@ kubectl get secrets 2>&1 | grep -o Forbidden | head -1
 kubectl get pods -n default 2>&1 | grep -o Forbidden | head -1
 mkdir -p "$DEMO_KEEP" && cp "$CREDBROKER_SESSION_DIR/kube/config" "$CREDBROKER_SESSION_DIR/kube/token" "$DEMO_KEEP/"
 SH
-DEMO_KEEP=$work/kept-kube PATH=/usr/bin:/bin run "$CB" session start --role agent-k8s -- sh "$work/agent-k8s.sh"
+DEMO_KEEP=$work/kept-kube PATH=/usr/bin:/bin run "$CB" session start --role agent-k8s --keep-env DEMO_KEEP -- sh "$work/agent-k8s.sh"
 say "...and after the session ended, kube-apiserver rejects its token"
 echo "(a token used in the last 10 s stays in kube-apiserver's token cache until that entry expires; docs/kubernetes.md)"
 kstart=$(date +%s.%N)
