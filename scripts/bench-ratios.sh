@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Prints the medians and ratios behind docs/performance.md from raw
 # `go test -bench` output (one or more files, -count runs of each
-# benchmark). Median of ns/op per benchmark (GOMAXPROCS suffix dropped);
-# ratios are of medians. Usage: scripts/bench-ratios.sh FILE...
+# benchmark). Median of ns/op per benchmark (GOMAXPROCS suffix dropped),
+# and of the egress benchmarks' own metrics (keyed NAME:UNIT); ratios are
+# of medians. Usage: scripts/bench-ratios.sh FILE...
 set -euo pipefail
 
-awk '/^Benchmark/ && $4 == "ns/op" { n = $1; sub(/-[0-9]+$/, "", n); print n, $3 }' "$@" |
+awk '/^Benchmark/ && $4 == "ns/op" {
+    n = $1; sub(/-[0-9]+$/, "", n); print n, $3
+    if (n ~ /^BenchmarkEgress/) for (i = 5; i < NF; i += 2) if ($(i + 1) !~ /^(MB\/s|B\/op|allocs\/op)$/) print n ":" $(i + 1), $i
+  }' "$@" |
   sort -k1,1 -k2,2n |
   awk '
     function flush() { if (name != "") { med[name] = (c % 2) ? v[(c + 1) / 2] : (v[c / 2] + v[c / 2 + 1]) / 2; runs[name] = c } }
@@ -14,7 +18,7 @@ awk '/^Benchmark/ && $4 == "ns/op" { n = $1; sub(/-[0-9]+$/, "", n); print n, $3
     END {
       flush()
       printf "%-62s %6s %14s\n", "benchmark", "runs", "median"
-      for (k in med) printf "%-62s %6d %14s\n", k, runs[k], fmt(med[k]) | "sort"
+      for (k in med) printf "%-62s %6d %14s\n", k, runs[k], fmtk(k, med[k]) | "sort"
       close("sort")
       print ""
       ratio("AWS-only session start, whole command: credbroker / aws-vault",
@@ -44,8 +48,20 @@ awk '/^Benchmark/ && $4 == "ns/op" { n = $1; sub(/-[0-9]+$/, "", n); print n, $3
         "BenchmarkEgressConnect/gateway", "BenchmarkEgressConnect/direct")
       diff("egress: what the gateway adds to opening a connection (loopback)",
         "BenchmarkEgressConnect/gateway", "BenchmarkEgressConnect/direct")
-      ratio("egress: 16 MiB download time, through the gateway / direct (loopback; throughput is the inverse)",
-        "BenchmarkEgressThroughput/gateway", "BenchmarkEgressThroughput/direct")
+      ratio("egress: 200 MB download throughput, gateway as a fraction of direct (= direct time / gateway time)",
+        "BenchmarkEgressThroughput/direct", "BenchmarkEgressThroughput/gateway")
+      t = "BenchmarkEgressTunnels200/"
+      ratio("egress: 200 tunnels at once from 10 sessions (open all, 256 KiB down each, close), gateways / direct",
+        t "gateway", t "direct")
+      ratio("egress: time until all 200 tunnels are open at once, through 10 gateways / 200 direct dials",
+        t "gateway:ms-open-all", t "direct:ms-open-all")
+      diff("egress: what the gateways add to opening 200 connections at once",
+        t "gateway:ms-open-all", t "direct:ms-open-all")
+      m = "BenchmarkEgressMemoryPerTunnel:"
+      show("egress: daemon heap in use per open idle tunnel (1,000 tunnels, 10 gateways)", m "B-heap/tunnel")
+      show("egress: daemon goroutine stacks per open idle tunnel", m "B-stack/tunnel")
+      show("egress: daemon VmRSS per open idle tunnel", m "B-rss/tunnel")
+      show("egress: daemon goroutines per open idle tunnel", m "goroutines/tunnel")
       ratio("sandbox forwarder: CONNECT tunnel open, via forwarder / straight to the gateway socket",
         "BenchmarkForwarder/connect/via-forwarder", "BenchmarkForwarder/connect/direct-gateway")
       ratio("Vault one by one (10,000) / credbroker revoke --all (10,000)",
@@ -58,10 +74,17 @@ awk '/^Benchmark/ && $4 == "ns/op" { n = $1; sub(/-[0-9]+$/, "", n); print n, $3
       if (ns >= 1e6) return sprintf("%.2f ms", ns / 1e6)
       return sprintf("%.1f µs", ns / 1e3)
     }
+    function fmtk(k, v) { # NAME:UNIT keys are metrics in their own unit
+      if (index(k, ":")) return sprintf(v >= 100 || v <= -100 ? "%.0f %s" : "%.3g %s", v, substr(k, index(k, ":") + 1))
+      return fmt(v)
+    }
     function ratio(what, a, b) {
-      if ((a in med) && (b in med) && med[b] > 0) printf "%-78s %s / %s = %.2fx\n", what, fmt(med[a]), fmt(med[b]), med[a] / med[b]
+      if ((a in med) && (b in med) && med[b] > 0) printf "%-78s %s / %s = %.2fx\n", what, fmtk(a, med[a]), fmtk(b, med[b]), med[a] / med[b]
     }
     function diff(what, a, b) {
-      if ((a in med) && (b in med)) printf "%-78s %s - %s = %s\n", what, fmt(med[a]), fmt(med[b]), fmt(med[a] - med[b])
+      if ((a in med) && (b in med)) printf "%-78s %s - %s = %s\n", what, fmtk(a, med[a]), fmtk(b, med[b]), fmtk(a, med[a] - med[b])
+    }
+    function show(what, k) {
+      if (k in med) printf "%-78s %s\n", what, fmtk(k, med[k])
     }
   '

@@ -29,7 +29,8 @@ run broker-lifecycle ./broker/ -bench '^Benchmark(StartSession|EndSession)$' -be
 run memory ./cmd/credbroker/ -bench '^BenchmarkDaemonMemory10000$' -benchtime=1x -timeout 30m
 run revoke-all ./broker/ -bench '^Benchmark(RevokeAll|VaultRevoke10000)$' -benchtime=1x -timeout 60m
 run fleet ./cmd/credbroker/ -bench '^BenchmarkFleetRevokeAll$' -benchtime=1x -timeout 30m
-run egress ./broker/egress/ -bench '^BenchmarkEgress(Connect|Throughput)$' -count="$COUNT"
+run egress ./broker/egress/ -bench '^BenchmarkEgress(Connect|Throughput|Tunnels200)$' -count="$COUNT"
+run egress-memory ./broker/egress/ -bench '^BenchmarkEgressMemoryPerTunnel$' -benchtime=1x -count=3
 run building-blocks ./leases/... -bench . -benchmem
 run building-blocks-agentenv ./agentenv/... -bench . -benchmem
 
