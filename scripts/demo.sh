@@ -76,6 +76,14 @@ sed -e "s#http://127.0.0.1:9000#$MINIO_URL#g" "$work/config.yaml" >"$work/config
 cat configs/examples/demo/aws-minio-role.yaml >>"$work/config.yaml"
 sed -i "s#/etc/credbroker/kubeconfig#$work/kubeconfig#" "$work/config.yaml"
 cat configs/examples/demo/kube-role.yaml >>"$work/config.yaml"
+# A local "API" for the egress part, reached by a name only the broker's
+# gateway resolves (broker.egress.hosts), as a private server would be.
+api_port=$(freeport)
+mkdir -p "$work/api" && echo "hello from api.demo.test" >"$work/api/index.html"
+python3 -m http.server --bind 127.0.0.1 --directory "$work/api" "$api_port" >"$work/api.log" 2>&1 &
+pids+=($!)
+sed -e "s#API_PORT#$api_port#" configs/examples/demo/egress-role.yaml >>"$work/config.yaml"
+sed -i "s#^broker:#broker:\n  egress:\n    hosts:\n      api.demo.test: 127.0.0.1#" "$work/config.yaml"
 export CREDBROKER_CONFIG=$work/config.yaml
 echo "config: $CREDBROKER_CONFIG (runtime_dir on $(stat -f -c %T "$base"))"
 
@@ -197,6 +205,28 @@ if command -v docker >/dev/null 2>&1 && docker version >/dev/null 2>&1 && [ -x /
   python3 -c "import sys,time; print('(session start + sandbox + session end: %.2f s)' % (time.time()-float(sys.argv[1])))" "$sandbox_start"
 else
   echo "sandbox part skipped: no container engine available (docker version failed, or busybox-static is missing: scripts/install-deps.sh)"
+fi
+
+say "Egress: an agent in bubblewrap reaches exactly its role's hosts"
+# Role agent-net allows api.demo.test (mapped to 127.0.0.1 by
+# broker.egress.hosts) and nothing else. The sandbox has no network
+# interface but loopback; the session's gateway socket is mounted in, and
+# credbroker exec points HTTP(S)_PROXY at a forwarder to it. docs/egress.md.
+if command -v bwrap >/dev/null 2>&1 && bwrap --unshare-all --ro-bind / / true 2>/dev/null; then
+  run "$CB" egress check --role agent-net "http://api.demo.test:$api_port/" || true
+  run "$CB" egress check --role agent-net https://elsewhere.example/ || true
+  # The session's uid (nobody) must reach its session dir: search only.
+  chmod 0711 "$work" "$work/run"
+  mkdir -p "$work/netproject" && { [ "$(id -u)" -ne 0 ] || chown 65534:65534 "$work/netproject"; }
+  cat >"$work/netproject/agent.sh" <<SH
+echo "agent: allowed host answers: \$(curl -sS --max-time 10 http://api.demo.test:$api_port/)"
+echo "agent: another host: \$(curl -sS --max-time 10 -o /dev/null -D - http://elsewhere.example/ | tr -d '\r' | grep -i -e '^HTTP/' -e '^x-credbroker-denied' | tr '\n' ' ')"
+curl -sS --max-time 5 --noproxy '*' http://api.demo.test:$api_port/ >/dev/null 2>&1 || echo "agent: without the proxy: no route and no DNS"
+SH
+  run "$CB" --log-level warn run --role agent-net --sandbox bwrap --project "$work/netproject" -- sh /workspace/agent.sh
+  run "$CB" audit tail -n 3
+else
+  echo "egress part skipped: bubblewrap is missing or cannot create namespaces here (scripts/install-deps.sh)"
 fi
 
 say "Audit log (no secret values)"
