@@ -109,6 +109,10 @@ type SessionFilter struct {
 	States []SessionState
 	// ExpiredBefore, when set, keeps only sessions with ExpiresAt before it.
 	ExpiredBefore time.Time
+	// ExpiresAfter, when set, keeps only sessions with ExpiresAt after it
+	// (AWS's deny policy: ended sessions whose credentials may still be
+	// valid).
+	ExpiresAfter time.Time
 	// HostID, when set, keeps only the sessions that host owns.
 	HostID string
 }
@@ -237,4 +241,15 @@ type IncidentWatcher interface {
 	// same incident may be reported more than once. lost, if not nil, is
 	// told why the watch was interrupted; the watch keeps reconnecting.
 	WatchIncident(ctx context.Context, declared func(Incident), lost func(error)) error
+}
+
+// Locker is implemented by stores shared by many brokers (fleet mode) to
+// serialise work that must have one writer at a time across all of them,
+// such as rebuilding AWS's revocation policy on a role.
+type Locker interface {
+	// WithLock runs fn while holding the lock called name, which every
+	// broker sharing the store respects, and returns fn's error. It waits
+	// for a holder to finish (or ctx to end). The lock is released when fn
+	// returns, and also if the holder's connection to the store is lost.
+	WithLock(ctx context.Context, name string, fn func(ctx context.Context) error) error
 }

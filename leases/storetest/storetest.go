@@ -37,12 +37,14 @@ func Run(t *testing.T, open func(t *testing.T) leases.Store) {
 		{"Context", contextTests},
 		{"Fleet", fleetTests},
 		{"IncidentWatch", nil}, // filled below when the store is a leases.IncidentWatcher
+		{"Lock", nil},          // filled below when the store is a leases.Locker
 	}
 	for i, g := range groups {
-		if g.name == "Batch" || g.name == "IncidentWatch" {
+		if g.tests == nil {
 			probe := open(t)
 			_, batcher := probe.(leases.Batcher)
 			_, watcher := probe.(leases.IncidentWatcher)
+			_, locker := probe.(leases.Locker)
 			if err := probe.Close(); err != nil {
 				t.Errorf("Close: %v", err)
 			}
@@ -51,6 +53,8 @@ func Run(t *testing.T, open func(t *testing.T) leases.Store) {
 				g.tests = batchTests
 			case g.name == "IncidentWatch" && watcher:
 				g.tests = watchTests
+			case g.name == "Lock" && locker:
+				g.tests = lockTests
 			default:
 				continue
 			}
