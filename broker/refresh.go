@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers"
@@ -47,6 +48,9 @@ func (b *Broker) renewOne(ctx context.Context, s leases.Session, l leases.Lease)
 	if err := b.mayRefresh(ctx, s.ID, l.ID); err != nil {
 		b.discardRenewal(ctx, p, s, g, err)
 		return
+	}
+	for i := range g.Leases {
+		g.Leases[i].NextAttempt = time.Time{} // this renewal is the early one a mark asked for
 	}
 	for _, nl := range g.Leases {
 		if err := b.store.UpdateLease(ctx, nl); err != nil {

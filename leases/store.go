@@ -77,7 +77,9 @@ type Lease struct {
 	ExpiresAt  time.Time
 	Renewable  bool
 	State      LeaseState
-	// Attempts, LastError and NextAttempt track revocation retries.
+	// Attempts, LastError and NextAttempt track revocation retries. On an
+	// active lease, NextAttempt, when set, is when the refresher renews it
+	// early (after an AWS revocation cut-off denied its credentials).
 	Attempts    int
 	LastError   string
 	NextAttempt time.Time
