@@ -99,6 +99,13 @@ type Option func(*newOptions)
 type newOptions struct {
 	dial   hostsdial.DialFunc
 	ledger providers.Revocations
+	now    func() time.Time
+}
+
+// WithClock makes the provider read the time from now (tests move the
+// broker's clock past a cut-off); nil keeps time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(o *newOptions) { o.now = now }
 }
 
 // WithRevocations hands the IAM revoker the broker's view of the store: it
@@ -145,6 +152,9 @@ func New(ctx context.Context, cfg configs.AWSProvider, roles map[string]configs.
 		}
 	})
 	p := &Provider{cfg: cfg, roles: roles, aws: ac, sts: stsClient, log: log.With("provider", Name), now: time.Now}
+	if o.now != nil {
+		p.now = o.now
+	}
 	if w := cfg.WebIdentity; w != nil {
 		iss, err := NewIssuer(*w)
 		if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,9 +65,10 @@ func (r *iamRevoker) rebuildLocked(ctx context.Context, roleARN string, extra []
 	if !cut.IsZero() {
 		setIssuedBefore(doc, cut)
 	}
-	for _, d := range append(append(docDenials(cur), ended...), extra...) {
-		if d.until.After(now) {
-			addSession(doc, d.id, d.until)
+	merged := latestDenials(docDenials(cur), ended, extra)
+	for _, id := range slices.Sorted(maps.Keys(merged)) {
+		if until := merged[id]; until.After(now) {
+			addSession(doc, id, until)
 		}
 	}
 	prune(doc, now)
@@ -173,6 +176,20 @@ func docDenials(d *policyDoc) []denial {
 		}
 		for _, id := range sourceIdentities(s) {
 			out = append(out, denial{id, t.Add(-time.Nanosecond)}) // addSession rounds it up to t again
+		}
+	}
+	return out
+}
+
+// latestDenials merges lists of denials into one per session, each until
+// the latest time any list gives it (one statement bucket per session).
+func latestDenials(lists ...[]denial) map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, l := range lists {
+		for _, d := range l {
+			if d.until.After(out[d.id]) {
+				out[d.id] = d.until
+			}
 		}
 	}
 	return out
