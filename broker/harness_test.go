@@ -49,7 +49,7 @@ type harness struct {
 	minio      *miniotest.Server
 	minioProxy *tcpproxy.Proxy
 	iam        *iamtest.Server // with withIAMRevocation
-	kube       *kubeEnv // set by withKube
+	kube       *kubeEnv        // set by withKube
 	dir        string
 	db         string
 	audit      string
