@@ -122,16 +122,41 @@ func (j *journal) RenewEarly(ctx context.Context, provider string, roles []strin
 		if err != nil {
 			return n, fmt.Errorf("%w: list leases of %s: %v", ErrStoreUnavailable, s.ID, err)
 		}
+		var ids []string
 		for _, l := range ls {
-			if l.Provider != provider || l.State != leases.LeaseActive {
-				continue
+			if l.Provider == provider && l.State == leases.LeaseActive {
+				ids = append(ids, l.ID)
 			}
-			l.NextAttempt = at
-			if err := j.store.UpdateLease(ctx, l); err != nil {
-				return n, fmt.Errorf("%w: mark lease %s for renewal: %v", ErrStoreUnavailable, l.ID, err)
-			}
-			n++
 		}
+		k, err := j.markRenewal(ctx, ls, ids, at)
+		n += k
+		if err != nil {
+			return n, fmt.Errorf("%w: mark leases of %s for renewal: %v", ErrStoreUnavailable, s.ID, err)
+		}
+	}
+	return n, nil
+}
+
+// markRenewal marks ids (of ls) in one statement when the store can; else
+// by rewriting each lease, which a concurrent refresh of the same lease
+// may overwrite (it then renews at its normal time).
+func (j *journal) markRenewal(ctx context.Context, ls []leases.Lease, ids []string, at time.Time) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	if m, ok := j.store.(leases.RenewalMarker); ok {
+		return m.MarkRenewal(ctx, ids, at)
+	}
+	n := 0
+	for _, l := range ls {
+		if !slices.Contains(ids, l.ID) {
+			continue
+		}
+		l.NextAttempt = at
+		if err := j.store.UpdateLease(ctx, l); err != nil {
+			return n, err
+		}
+		n++
 	}
 	return n, nil
 }

@@ -255,3 +255,14 @@ type Locker interface {
 	// returns, and also if the holder's connection to the store is lost.
 	WithLock(ctx context.Context, name string, fn func(ctx context.Context) error) error
 }
+
+// RenewalMarker is implemented by stores that can mark leases for early
+// renewal in one statement, without rewriting the rest of each lease (a
+// refresher may be rewriting it at the same moment). Callers fall back to
+// UpdateLease when a store lacks it.
+type RenewalMarker interface {
+	// MarkRenewal sets NextAttempt to at on each lease of ids that is
+	// active (missing or pending ones are skipped) and returns how many it
+	// marked.
+	MarkRenewal(ctx context.Context, ids []string, at time.Time) (int, error)
+}
