@@ -18,6 +18,8 @@ import (
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/leases"
+	"github.com/credbroker/credbroker/leases/postgres"
+	"github.com/credbroker/credbroker/leases/postgres/pgtest"
 	"github.com/credbroker/credbroker/leases/sqlite"
 	"github.com/credbroker/credbroker/providers"
 	"github.com/credbroker/credbroker/providers/awssts"
@@ -132,18 +134,51 @@ func TestIAMStaleReadLosesNoDeny(t *testing.T) {
 	}
 }
 
-// TestIAMTwoBrokersEndingConcurrentlyLoseNoDeny: two brokers (two
-// providers sharing one store, as a fleet shares PostgreSQL) end sessions
-// of one role at once. Broker A has read the policy and the store and is
-// about to write when broker B ends another session: without one writer
-// at a time, A's write would drop B's deny. Then many ends at once, with
-// IAM answering in random order: every ended session is denied.
+// TestIAMTwoBrokersEndingConcurrentlyLoseNoDeny: two brokers end sessions
+// of one role at once: two providers over one SQLite store (the process
+// lock), and two brokers with stores of their own on one PostgreSQL
+// database (a fleet: the advisory lock). Broker A has read the policy and
+// the store and is about to write when broker B ends another session:
+// without one writer at a time, A's write would drop B's deny. Then many
+// ends at once, with IAM answering in random order: every ended session is
+// denied.
 func TestIAMTwoBrokersEndingConcurrentlyLoseNoDeny(t *testing.T) {
+	cases := []struct {
+		name   string
+		stores func(t *testing.T) (leases.Store, leases.Store)
+	}{
+		{"sqlite, one store", func(t *testing.T) (leases.Store, leases.Store) {
+			st, _ := ledgerStore(t)
+			return st, st
+		}},
+		{"postgres, a store per broker", func(t *testing.T) (leases.Store, leases.Store) {
+			db := pgtest.NewDB(t)
+			var out [2]leases.Store
+			for i := range out {
+				st, err := postgres.Open(t.Context(), db.DSN(), postgres.WithHostID(fmt.Sprintf("host-%d", i)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { st.Close() })
+				out[i] = st
+			}
+			return out[0], out[1]
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st1, st2 := tc.stores(t)
+			twoBrokersEnding(t, st1, st2)
+		})
+	}
+}
+
+func twoBrokersEnding(t *testing.T, st1, st2 leases.Store) {
 	_, srv := newIAMProvider(t, iamRoles)
-	st, _ := ledgerStore(t)
+	st := st1
 	brokers := []*awssts.Provider{
-		iamProviderOn(t, srv, broker.NewJournal(st, nil, nil).(providers.Revocations)),
-		iamProviderOn(t, srv, broker.NewJournal(st, nil, nil).(providers.Revocations)),
+		iamProviderOn(t, srv, broker.NewJournal(st1, nil, nil).(providers.Revocations)),
+		iamProviderOn(t, srv, broker.NewJournal(st2, nil, nil).(providers.Revocations)),
 	}
 	exp := time.Now().Add(30 * time.Minute)
 	revoke := func(b int, id string) <-chan error {
