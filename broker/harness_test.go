@@ -29,6 +29,7 @@ import (
 	"github.com/credbroker/credbroker/leases/sqlite"
 	"github.com/credbroker/credbroker/providers"
 	"github.com/credbroker/credbroker/providers/awssts"
+	"github.com/credbroker/credbroker/providers/awssts/iamtest"
 	"github.com/credbroker/credbroker/providers/awssts/miniotest"
 	"github.com/credbroker/credbroker/providers/vault"
 	"github.com/credbroker/credbroker/providers/vault/vaulttest"
@@ -47,7 +48,8 @@ type harness struct {
 
 	minio      *miniotest.Server
 	minioProxy *tcpproxy.Proxy
-	kube       *kubeEnv // set by withKube
+	iam        *iamtest.Server // with withIAMRevocation
+	kube       *kubeEnv        // set by withKube
 	dir        string
 	db         string
 	audit      string
@@ -94,6 +96,7 @@ type harnessConfig struct {
 	root      string
 	allowDisk bool
 	minio     bool
+	iam       bool
 	kube      bool
 	extra     []providers.Provider
 	// via, when set, puts something (a fault-injecting proxy) in front of
@@ -133,6 +136,11 @@ func asHost(id string) harnessOpt { return func(c *harnessConfig) { c.host = id 
 // withMinIO adds the AWS provider against a real MinIO (behind its own
 // proxy) and the roles agent-s3 (AWS only) and agent-full (Vault and AWS).
 func withMinIO() harnessOpt { return func(c *harnessConfig) { c.minio = true } }
+
+// withIAMRevocation (with withMinIO) revokes AWS sessions through IAM deny
+// policies on the iamtest stand-in instead of MinIO's token revocation,
+// with the broker's journal and clock, as the daemon builds it.
+func withIAMRevocation() harnessOpt { return func(c *harnessConfig) { c.iam = true } }
 
 // onDisk puts the session root on the real disk (not tmpfs).
 func onDisk(t *testing.T) harnessOpt {
@@ -201,11 +209,14 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	h.w = &agentenv.Writer{Root: hc.root, AllowDisk: hc.allowDisk, Logger: log}
 	h.b = broker.New(broker.Options{
 		Config: cfg, Store: st, Providers: reg, Env: h.w, Audit: audit, Logger: log, Hooks: hc.hooks,
-		Now:    func() time.Time { return time.Now().Add(time.Duration(h.offset.Load())) },
+		Now:    h.now,
 		HostID: hc.host,
 	})
 	return h
 }
+
+// now is the broker's clock: real time moved on by h.offset.
+func (h *harness) now() time.Time { return time.Now().Add(time.Duration(h.offset.Load())) }
 
 func chmodTree(root string) {
 	_ = filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
@@ -225,14 +236,20 @@ func (h *harness) addMinIO(t testing.TB, hc *harnessConfig, cfg *configs.Config,
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 	acfg := configs.AWSProvider{Region: miniotest.Region, STSEndpoint: "http://" + hc.front(t, "minio", h.minioProxy.Addr),
 		EndpointURL: h.minio.URL, Revocation: configs.RevokeMinIOTokens}
-	aws := &configs.AWSRole{RoleARN: "arn:aws:iam::000000000000:role/agent-s3", MaxDuration: configs.Duration(time.Hour),
+	awsRole := &configs.AWSRole{RoleARN: "arn:aws:iam::000000000000:role/agent-s3", MaxDuration: configs.Duration(time.Hour),
 		SessionPolicy: miniotest.ReadOnlyPolicy}
-	cfg.Roles["agent-s3"] = configs.Role{Name: "agent-s3", TTL: configs.Duration(20 * time.Minute), MaxTTL: configs.Duration(2 * time.Hour), AWS: aws}
+	cfg.Roles["agent-s3"] = configs.Role{Name: "agent-s3", TTL: configs.Duration(20 * time.Minute), MaxTTL: configs.Duration(2 * time.Hour), AWS: awsRole}
 	full := cfg.Roles["agent-readonly"]
-	full.Name, full.AWS = "agent-full", aws
+	full.Name, full.AWS = "agent-full", awsRole
 	cfg.Roles["agent-full"] = full
 	cfg.Providers.AWS = &acfg
-	p, err := awssts.New(context.Background(), acfg, cfg.Roles, log)
+	var opts []awssts.Option
+	if hc.iam {
+		h.iam = iamtest.Start(t, aws.Credentials{AccessKeyID: miniotest.RootUser, SecretAccessKey: miniotest.RootPassword}, "agent-s3")
+		acfg.Revocation, acfg.IAMEndpoint = configs.RevokeIAMDenyPolicy, h.iam.URL
+		opts = append(opts, awssts.WithRevocations(broker.NewJournal(h.st, nil, log).(providers.Revocations)), awssts.WithClock(h.now))
+	}
+	p, err := awssts.New(context.Background(), acfg, cfg.Roles, log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
+	"time"
 
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers"
@@ -63,4 +66,97 @@ func (j *journal) record(ev Event) {
 	if err := j.audit.Record(ev); err != nil {
 		j.log.Error("AUDIT LOG WRITE FAILED", "event", ev.Event, "session", ev.Session, "err", err)
 	}
+}
+
+var _ providers.Revocations = (*journal)(nil)
+
+// EndedSessions implements providers.Revocations over the store: the
+// ending and ended sessions of every host expiring after expiresAfter.
+func (j *journal) EndedSessions(ctx context.Context, expiresAfter time.Time) ([]providers.EndedSession, error) {
+	ss, err := j.store.ListSessions(ctx, leases.SessionFilter{
+		States:       []leases.SessionState{leases.SessionEnding, leases.SessionEnded},
+		ExpiresAfter: expiresAfter,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: list ended sessions: %v", ErrStoreUnavailable, err)
+	}
+	out := make([]providers.EndedSession, len(ss))
+	for i, s := range ss {
+		out[i] = providers.EndedSession{ID: s.ID, Role: s.Role, ExpiresAt: s.ExpiresAt, EndedAt: s.EndedAt}
+	}
+	return out, nil
+}
+
+// processLocks are the locks of brokers whose store is not a
+// leases.Locker (SQLite: one broker per store), one mutex per name for the
+// whole process.
+var processLocks sync.Map // name → *sync.Mutex
+
+// WithLock implements providers.Revocations: the store's lock when it is
+// shared (leases.Locker, PostgreSQL), a process mutex otherwise.
+func (j *journal) WithLock(ctx context.Context, name string, fn func(ctx context.Context) error) error {
+	if lk, ok := j.store.(leases.Locker); ok {
+		return lk.WithLock(ctx, name, fn)
+	}
+	m, _ := processLocks.LoadOrStore(name, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	defer mu.Unlock()
+	return fn(ctx)
+}
+
+// RenewEarly implements providers.Revocations: it sets NextAttempt on the
+// active leases of provider of every starting or active session (of any
+// host) of roles, which the owning host's refresher reads as "renew at".
+func (j *journal) RenewEarly(ctx context.Context, provider string, roles []string, at time.Time) (int, error) {
+	ss, err := j.store.ListSessions(ctx, leases.SessionFilter{States: []leases.SessionState{leases.SessionStarting, leases.SessionActive}})
+	if err != nil {
+		return 0, fmt.Errorf("%w: list live sessions: %v", ErrStoreUnavailable, err)
+	}
+	n := 0
+	for _, s := range ss {
+		if !slices.Contains(roles, s.Role) {
+			continue
+		}
+		ls, err := j.store.ListLeases(ctx, s.ID)
+		if err != nil {
+			return n, fmt.Errorf("%w: list leases of %s: %v", ErrStoreUnavailable, s.ID, err)
+		}
+		var ids []string
+		for _, l := range ls {
+			if l.Provider == provider && l.State == leases.LeaseActive {
+				ids = append(ids, l.ID)
+			}
+		}
+		k, err := j.markRenewal(ctx, ls, ids, at)
+		n += k
+		if err != nil {
+			return n, fmt.Errorf("%w: mark leases of %s for renewal: %v", ErrStoreUnavailable, s.ID, err)
+		}
+	}
+	return n, nil
+}
+
+// markRenewal marks ids (of ls) in one statement when the store can; else
+// by rewriting each lease, which a concurrent refresh of the same lease
+// may overwrite (it then renews at its normal time).
+func (j *journal) markRenewal(ctx context.Context, ls []leases.Lease, ids []string, at time.Time) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	if m, ok := j.store.(leases.RenewalMarker); ok {
+		return m.MarkRenewal(ctx, ids, at)
+	}
+	n := 0
+	for _, l := range ls {
+		if !slices.Contains(ids, l.ID) {
+			continue
+		}
+		l.NextAttempt = at
+		if err := j.store.UpdateLease(ctx, l); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

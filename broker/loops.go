@@ -354,6 +354,12 @@ func needsRenewal(l leases.Lease, s leases.Session, now time.Time, after float64
 	if !l.Renewable || l.State != leases.LeaseActive || l.ExpiresAt.IsZero() {
 		return false
 	}
+	// On an active lease NextAttempt is an early-renewal mark
+	// (providers.Revocations.RenewEarly: AWS keys denied by a cut-off are
+	// re-minted once it has passed).
+	if !l.NextAttempt.IsZero() {
+		return !now.Before(l.NextAttempt)
+	}
 	if !l.ExpiresAt.Before(s.ExpiresAt.Add(-time.Second)) {
 		return false // already lives as long as the session
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/providers"
@@ -48,6 +49,9 @@ func (b *Broker) renewOne(ctx context.Context, s leases.Session, l leases.Lease)
 		b.discardRenewal(ctx, p, s, g, err)
 		return
 	}
+	for i := range g.Leases {
+		g.Leases[i].NextAttempt = b.renewalMark(ctx, g.Leases[i])
+	}
 	for _, nl := range g.Leases {
 		if err := b.store.UpdateLease(ctx, nl); err != nil {
 			b.discardRenewal(ctx, p, s, g, fmt.Errorf("record renewed lease %s: %w", nl.ID, err))
@@ -66,6 +70,19 @@ func (b *Broker) renewOne(ctx context.Context, s leases.Session, l leases.Lease)
 			b.log.Error("rewrite refreshed files", "session", s.ID, "err", err)
 		}
 	}
+}
+
+// renewalMark is the early-renewal mark (NextAttempt) the renewed lease nl
+// keeps: none when this renewal issued its key after the mark was due (it
+// is the renewal the mark asked for), the stored one when the mark was set
+// while this renewal ran, for a cut-off later than its key (a fallback
+// that denies it too).
+func (b *Broker) renewalMark(ctx context.Context, nl leases.Lease) time.Time {
+	cur, err := b.store.GetLease(ctx, nl.ID)
+	if err != nil || !cur.NextAttempt.After(nl.IssuedAt) {
+		return time.Time{}
+	}
+	return cur.NextAttempt
 }
 
 // mayRefresh reports (errFenced, wrapped) why lease id of session may not be

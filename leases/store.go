@@ -77,7 +77,9 @@ type Lease struct {
 	ExpiresAt  time.Time
 	Renewable  bool
 	State      LeaseState
-	// Attempts, LastError and NextAttempt track revocation retries.
+	// Attempts, LastError and NextAttempt track revocation retries. On an
+	// active lease, NextAttempt, when set, is when the refresher renews it
+	// early (after an AWS revocation cut-off denied its credentials).
 	Attempts    int
 	LastError   string
 	NextAttempt time.Time
@@ -109,6 +111,10 @@ type SessionFilter struct {
 	States []SessionState
 	// ExpiredBefore, when set, keeps only sessions with ExpiresAt before it.
 	ExpiredBefore time.Time
+	// ExpiresAfter, when set, keeps only sessions with ExpiresAt after it
+	// (AWS's deny policy: ended sessions whose credentials may still be
+	// valid).
+	ExpiresAfter time.Time
 	// HostID, when set, keeps only the sessions that host owns.
 	HostID string
 }
@@ -259,4 +265,26 @@ type HostRegistry interface {
 	PutHost(ctx context.Context, h Host) error
 	// ListHosts returns every recorded host ordered by ID.
 	ListHosts(ctx context.Context) ([]Host, error)
+}
+
+// Locker is implemented by stores shared by many brokers (fleet mode) to
+// serialise work that must have one writer at a time across all of them,
+// such as rebuilding AWS's revocation policy on a role.
+type Locker interface {
+	// WithLock runs fn while holding the lock called name, which every
+	// broker sharing the store respects, and returns fn's error. It waits
+	// for a holder to finish (or ctx to end). The lock is released when fn
+	// returns, and also if the holder's connection to the store is lost.
+	WithLock(ctx context.Context, name string, fn func(ctx context.Context) error) error
+}
+
+// RenewalMarker is implemented by stores that can mark leases for early
+// renewal in one statement, without rewriting the rest of each lease (a
+// refresher may be rewriting it at the same moment). Callers fall back to
+// UpdateLease when a store lacks it.
+type RenewalMarker interface {
+	// MarkRenewal sets NextAttempt to at on each lease of ids that is
+	// active (missing or pending ones are skipped) and returns how many it
+	// marked.
+	MarkRenewal(ctx context.Context, ids []string, at time.Time) (int, error)
 }

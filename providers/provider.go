@@ -96,6 +96,32 @@ type Journal interface {
 	Abandon(ctx context.Context, intentID string) error
 }
 
+// EndedSession is a session the broker's store holds as ending or ended.
+type EndedSession struct {
+	ID        string
+	Role      string
+	ExpiresAt time.Time
+	EndedAt   time.Time
+}
+
+// Revocations is implemented by the broker's Journal for providers whose
+// revocation is one document rebuilt from what the store knows (AWS's IAM
+// deny policy) rather than one backend call per credential. A provider
+// that receives one still never touches the store.
+type Revocations interface {
+	// EndedSessions returns the sessions of every broker sharing the store
+	// that are ending or ended and whose ExpiresAt is after expiresAfter.
+	EndedSessions(ctx context.Context, expiresAfter time.Time) ([]EndedSession, error)
+	// WithLock runs fn holding the lock called name: one holder at a time
+	// among all brokers sharing the store (a fleet's PostgreSQL advisory
+	// lock; a process mutex for a single broker).
+	WithLock(ctx context.Context, name string, fn func(ctx context.Context) error) error
+	// RenewEarly asks the refresher to renew, at or after at, the active
+	// leases of provider held by the live sessions of the named roles, and
+	// returns how many leases it marked.
+	RenewEarly(ctx context.Context, provider string, roles []string, at time.Time) (int, error)
+}
+
 // IDs returns the ids of ls, for RevokeAll's covered list.
 func IDs(ls []leases.Lease) []string {
 	ids := make([]string, len(ls))

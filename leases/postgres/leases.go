@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -191,4 +192,21 @@ func scanLease(row pgx.Row) (leases.Lease, error) {
 		return leases.Lease{}, fmt.Errorf("lease %s: %w", l.ID, err)
 	}
 	return l, nil
+}
+
+var _ leases.RenewalMarker = (*Store)(nil)
+
+// MarkRenewal implements leases.RenewalMarker in one statement.
+func (s *Store) MarkRenewal(ctx context.Context, ids []string, at time.Time) (int, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	t, err := encTime(at)
+	if err != nil {
+		return 0, s.errorf("postgres: mark leases for renewal: %w", err)
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE leases SET next_attempt = $1 WHERE id = ANY($2) AND state = $3`, t, ids, string(leases.LeaseActive))
+	if err != nil {
+		return 0, s.errorf("postgres: mark leases for renewal: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
 }

@@ -79,6 +79,13 @@ func (s *Store) ListSessions(ctx context.Context, f leases.SessionFilter) ([]lea
 		// The zero ExpiresAt (NULL) is before any cutoff, as in Go.
 		where = append(where, "(expires_at IS NULL OR expires_at < "+param(cutoff)+")")
 	}
+	if !f.ExpiresAfter.IsZero() {
+		after, err := encTime(f.ExpiresAfter)
+		if err != nil {
+			return nil, s.errorf("postgres: list sessions: %w", err)
+		}
+		where = append(where, "expires_at > "+param(after))
+	}
 	if f.HostID != "" {
 		where = append(where, "host_id = "+param(f.HostID))
 	}

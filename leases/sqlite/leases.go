@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/credbroker/credbroker/leases"
 )
@@ -193,4 +194,24 @@ func scanLease(sc scanner) (leases.Lease, error) {
 		return leases.Lease{}, fmt.Errorf("lease %s: %w", l.ID, err)
 	}
 	return l, nil
+}
+
+var _ leases.RenewalMarker = (*Store)(nil)
+
+// MarkRenewal implements leases.RenewalMarker.
+func (s *Store) MarkRenewal(ctx context.Context, ids []string, at time.Time) (int, error) {
+	t, err := encTime(at)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: mark leases for renewal: %w", err)
+	}
+	n := 0
+	for _, id := range ids {
+		res, err := s.db.ExecContext(ctx, `UPDATE leases SET next_attempt = ? WHERE id = ? AND state = ?`, t, id, string(leases.LeaseActive))
+		if err != nil {
+			return n, fmt.Errorf("sqlite: mark lease %s for renewal: %w", id, err)
+		}
+		k, _ := res.RowsAffected()
+		n += int(k)
+	}
+	return n, nil
 }

@@ -66,6 +66,14 @@ func (s *Store) ListSessions(ctx context.Context, f leases.SessionFilter) ([]lea
 		where = append(where, "(expires_at IS NULL OR expires_at < ?)")
 		args = append(args, cutoff)
 	}
+	if !f.ExpiresAfter.IsZero() {
+		after, err := encTime(f.ExpiresAfter)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list sessions: %w", err)
+		}
+		where = append(where, "expires_at > ?")
+		args = append(args, after)
+	}
 	if f.HostID != "" {
 		where = append(where, "host_id = ?")
 		args = append(args, f.HostID)

@@ -174,6 +174,17 @@ func testSessionListFilter(t *testing.T, s leases.Store) {
 		}, []string{"1-active-expired", "4-ending-expired", "6-active-no-expiry"}},
 		{"expired before the first", leases.SessionFilter{ExpiredBefore: at(-time.Hour)},
 			[]string{"6-active-no-expiry"}},
+		// ExpiresAt must be strictly after; the zero time is after none.
+		{"expires after", leases.SessionFilter{ExpiresAfter: cutoff},
+			[]string{"3-active-live", "7-starting"}},
+		{"ended states expiring after", leases.SessionFilter{
+			States:       []leases.SessionState{leases.SessionEnding, leases.SessionEnded},
+			ExpiresAfter: at(-time.Hour),
+		}, []string{"4-ending-expired", "5-ended-expired"}},
+		{"ended states expiring after the last", leases.SessionFilter{
+			States:       []leases.SessionState{leases.SessionEnding, leases.SessionEnded},
+			ExpiresAfter: at(0),
+		}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

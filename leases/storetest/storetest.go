@@ -38,6 +38,8 @@ func Run(t *testing.T, open func(t *testing.T) leases.Store) {
 		{"Fleet", fleetTests},
 		{"IncidentWatch", nil}, // filled below when the store is a leases.IncidentWatcher
 		{"Hosts", nil},         // filled below when the store is a leases.HostRegistry
+		{"Lock", nil},          // filled below when the store is a leases.Locker
+		{"Renewal", nil},       // filled below when the store is a leases.RenewalMarker
 	}
 	for i, g := range groups {
 		if g.tests == nil {
@@ -45,6 +47,8 @@ func Run(t *testing.T, open func(t *testing.T) leases.Store) {
 			_, batcher := probe.(leases.Batcher)
 			_, watcher := probe.(leases.IncidentWatcher)
 			_, registry := probe.(leases.HostRegistry)
+			_, locker := probe.(leases.Locker)
+			_, marker := probe.(leases.RenewalMarker)
 			if err := probe.Close(); err != nil {
 				t.Errorf("Close: %v", err)
 			}
@@ -55,6 +59,10 @@ func Run(t *testing.T, open func(t *testing.T) leases.Store) {
 				g.tests = watchTests
 			case g.name == "Hosts" && registry:
 				g.tests = hostTests
+			case g.name == "Lock" && locker:
+				g.tests = lockTests
+			case g.name == "Renewal" && marker:
+				g.tests = renewalTests
 			default:
 				continue
 			}

@@ -35,7 +35,11 @@ func Build(ctx context.Context, cfg *configs.Config, journal providers.Journal, 
 		reg.Register(p)
 	}
 	if cfg.Providers.AWS != nil {
-		p, err := awssts.New(ctx, *cfg.Providers.AWS, cfg.Roles, log, awssts.WithDial(dial))
+		opts := []awssts.Option{awssts.WithDial(dial)}
+		if rv, ok := journal.(providers.Revocations); ok {
+			opts = append(opts, awssts.WithRevocations(rv))
+		}
+		p, err := awssts.New(ctx, *cfg.Providers.AWS, cfg.Roles, log, opts...)
 		if err != nil {
 			return nil, err
 		}

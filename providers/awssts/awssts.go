@@ -72,9 +72,10 @@ type revoker interface {
 	// leaseData is what a lease must carry for revokeAll to tell whether
 	// it covers it (MinIO: the parent user of the session's token).
 	leaseData(ctx context.Context) map[string]string
-	// mintableFrom is when minting may resume after revokeAll: credentials
-	// issued before then would be denied at once (zero: at any time).
-	mintableFrom() time.Time
+	// mintableFrom is when minting for roleARN may resume after a cut-off
+	// (revokeAll's, or IAM's overflow fallback): credentials issued before
+	// then would be denied at once (zero: at any time).
+	mintableFrom(roleARN string) time.Time
 }
 
 // Provider mints AWS credentials.
@@ -96,7 +97,24 @@ var _ providers.Provider = (*Provider)(nil)
 type Option func(*newOptions)
 
 type newOptions struct {
-	dial hostsdial.DialFunc
+	dial   hostsdial.DialFunc
+	ledger providers.Revocations
+	now    func() time.Time
+}
+
+// WithClock makes the provider read the time from now (tests move the
+// broker's clock past a cut-off); nil keeps time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(o *newOptions) { o.now = now }
+}
+
+// WithRevocations hands the IAM revoker the broker's view of the store: it
+// then rebuilds each role's deny policy from the store's ended sessions
+// under a fleet-wide lock, and has live sessions re-minted after an
+// overflow's cut-off. nil keeps the policy's own read-modify-write (tools,
+// tests).
+func WithRevocations(r providers.Revocations) Option {
+	return func(o *newOptions) { o.ledger = r }
 }
 
 // WithDial makes the provider's AWS clients dial with d (the daemon passes
@@ -134,6 +152,9 @@ func New(ctx context.Context, cfg configs.AWSProvider, roles map[string]configs.
 		}
 	})
 	p := &Provider{cfg: cfg, roles: roles, aws: ac, sts: stsClient, log: log.With("provider", Name), now: time.Now}
+	if o.now != nil {
+		p.now = o.now
+	}
 	if w := cfg.WebIdentity; w != nil {
 		iss, err := NewIssuer(*w)
 		if err != nil {
@@ -160,7 +181,8 @@ func New(ctx context.Context, cfg configs.AWSProvider, roles map[string]configs.
 				o.BaseEndpoint = aws.String(cfg.IAMEndpoint)
 			}
 		})
-		p.rev = &iamRevoker{iam: iamClient, roles: roleARNs(roles), now: p.now, log: p.log}
+		p.rev = &iamRevoker{iam: iamClient, roles: roleARNs(roles), now: p.now, log: p.log,
+			ledger: o.ledger, roleNames: roleNamesByARN(roles)}
 	}
 	return p, nil
 }

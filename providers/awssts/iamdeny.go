@@ -9,7 +9,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -45,7 +45,15 @@ type iamRevoker struct {
 	now   func() time.Time
 	log   *slog.Logger
 
-	cutoff atomic.Int64 // the last revoke --all's TokenIssueTime cut-off (Unix seconds); read by Mint without p.mu
+	// ledger is the broker's view of the store (nil in tools and some
+	// tests): the ended sessions the policy is rebuilt from, the fleet-wide
+	// lock, and early renewal after a fallback.
+	ledger providers.Revocations
+	// roleNames are the config's role names by role ARN, to match the
+	// store's sessions (which name roles) to the policy of a role ARN.
+	roleNames map[string][]string
+
+	cutoffs sync.Map // role ARN → time.Time: the latest TokenIssueTime cut-off written or read; read by Mint without p.mu
 }
 
 // RevokeAllSkew is added to the broker's clock for revoke --all's
@@ -81,7 +89,7 @@ func (r *iamRevoker) revokeSession(ctx context.Context, sessionID, roleARN strin
 	}
 	var notices []string
 	for _, arn := range targets {
-		if err := r.update(ctx, arn, func(d *policyDoc) { addSession(d, sessionID, until) }); err != nil {
+		if err := r.rebuild(ctx, arn, []denial{{sessionID, until}}, time.Time{}); err != nil {
 			var n *providers.Notice
 			if !errors.As(err, &n) {
 				return err
@@ -103,7 +111,6 @@ func (r *iamRevoker) revokeSession(ctx context.Context, sessionID, roleARN strin
 func (r *iamRevoker) revokeAll(ctx context.Context, ls []leases.Lease) ([]string, error) {
 	now := r.now()
 	cut := now.Add(RevokeAllSkew).UTC().Truncate(time.Second).Add(time.Second)
-	r.cutoff.Store(cut.Unix())
 	byRole := map[string][]leases.Lease{}
 	for _, l := range ls {
 		if arn := l.Data["role_arn"]; arn != "" {
@@ -116,18 +123,15 @@ func (r *iamRevoker) revokeAll(ctx context.Context, ls []leases.Lease) ([]string
 	)
 	for _, arn := range r.roles {
 		live := byRole[arn]
-		err := r.update(ctx, arn, func(d *policyDoc) {
-			setIssuedBefore(d, cut)
-			for _, l := range live {
-				until := l.ExpiresAt
-				if until.IsZero() {
-					until = now.Add(12 * time.Hour)
-				}
-				if until.After(now) {
-					addSession(d, l.SessionID, until)
-				}
+		var denials []denial
+		for _, l := range live {
+			until := l.ExpiresAt
+			if until.IsZero() {
+				until = now.Add(12 * time.Hour)
 			}
-		})
+			denials = append(denials, denial{l.SessionID, until})
+		}
+		err := r.rebuild(ctx, arn, denials, cut)
 		var n *providers.Notice
 		if err != nil && !errors.As(err, &n) {
 			errs = append(errs, err)
@@ -140,51 +144,27 @@ func (r *iamRevoker) revokeAll(ctx context.Context, ls []leases.Lease) ([]string
 
 func (r *iamRevoker) leaseData(context.Context) map[string]string { return nil }
 
-func (r *iamRevoker) mintableFrom() time.Time {
-	if c := r.cutoff.Load(); c != 0 {
-		return time.Unix(c, 0)
+// mintableFrom is the latest cut-off on roleARN's policy (revoke --all's
+// or an overflow's): credentials issued before it are denied at once.
+func (r *iamRevoker) mintableFrom(roleARN string) time.Time {
+	if c, ok := r.cutoffs.Load(roleARN); ok {
+		return c.(time.Time)
 	}
 	return time.Time{}
 }
 
-// update reads the role's revocation policy, applies change, prunes what
-// expired, and writes it back; when it would overflow, it falls back to a
-// TokenIssueTime cut-off, which also denies the role's live sessions.
-func (r *iamRevoker) update(ctx context.Context, roleARN string, change func(*policyDoc)) error {
-	name, err := roleName(roleARN)
-	if err != nil {
-		return err
-	}
-	doc, err := r.get(ctx, name)
-	if err != nil {
-		return err
-	}
-	change(doc)
-	prune(doc, r.now())
-	b, _ := json.Marshal(doc)
-	var notice error
-	if len(b) > maxPolicyChars {
-		r.log.Warn("revocation policy full: falling back to a TokenIssueTime cut-off; live sessions of this role are denied too",
-			"role", roleARN, "chars", len(b))
-		notice = &providers.Notice{Msg: fmt.Sprintf("aws: the revocation policy on %s would pass %d characters: "+
-			"replaced the per-session denies by a TokenIssueTime cut-off, which also denies the role's live sessions", name, maxPolicyChars)}
-		kept := doc.Statement[:0]
-		for _, s := range doc.Statement {
-			if !strings.HasPrefix(s.Sid, sidSessionsPrefix) {
-				kept = append(kept, s)
-			}
+// raiseCutoff records cut as roleARN's cut-off if it is later than the
+// one known (a cut-off only moves forward).
+func (r *iamRevoker) raiseCutoff(roleARN string, cut time.Time) {
+	for {
+		old, loaded := r.cutoffs.LoadOrStore(roleARN, cut)
+		if !loaded {
+			return
 		}
-		doc.Statement = kept
-		setIssuedBefore(doc, r.now().UTC())
-		b, _ = json.Marshal(doc)
+		if !cut.After(old.(time.Time)) || r.cutoffs.CompareAndSwap(roleARN, old, cut) {
+			return
+		}
 	}
-	_, err = r.iam.PutRolePolicy(ctx, &iam.PutRolePolicyInput{
-		RoleName: aws.String(name), PolicyName: aws.String(PolicyName), PolicyDocument: aws.String(string(b)),
-	})
-	if err != nil {
-		return fmt.Errorf("iam put role policy %s on %s: %w", PolicyName, name, describe(err))
-	}
-	return notice
 }
 
 func (r *iamRevoker) get(ctx context.Context, role string) (*policyDoc, error) {

@@ -91,7 +91,7 @@ func (m *minioRevoker) parent(ctx context.Context) string {
 	return c.AccessKeyID
 }
 
-func (m *minioRevoker) mintableFrom() time.Time { return time.Time{} }
+func (m *minioRevoker) mintableFrom(string) time.Time { return time.Time{} }
 
 // revoke calls POST /minio/admin/v3/revoke-tokens/builtin as the broker
 // itself (no user parameter): MinIO then revokes STS tokens whose parent is

@@ -26,7 +26,7 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 	if role.AWS == nil {
 		return providers.Grant{}, fmt.Errorf("aws: role %s has no aws block", role.Name)
 	}
-	if err := p.checkMintable(); err != nil {
+	if err := p.checkMintable(role.AWS.RoleARN); err != nil {
 		return providers.Grant{}, err
 	}
 	creds, err := p.assume(ctx, s, role)
@@ -63,7 +63,7 @@ func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Leas
 	if !ok || role.AWS == nil {
 		return providers.Grant{}, fmt.Errorf("aws: renew %s: role %q is no longer configured", l.ID, l.Data["role"])
 	}
-	if err := p.checkMintable(); err != nil {
+	if err := p.checkMintable(role.AWS.RoleARN); err != nil {
 		return providers.Grant{}, err
 	}
 	creds, err := p.assume(ctx, s, role)

@@ -38,14 +38,15 @@ func (p *Provider) RevokeAll(ctx context.Context, ls []leases.Lease) ([]string, 
 	return covered, nil
 }
 
-// checkMintable refuses to mint while a revoke --all cut-off is still in
-// the future: AWS would deny the new credentials at once.
-func (p *Provider) checkMintable() error {
-	from := p.rev.mintableFrom()
+// checkMintable refuses to mint for roleARN while a cut-off on it (revoke
+// --all's, or an overflowing deny policy's) is still in the future: AWS
+// would deny the new credentials at once.
+func (p *Provider) checkMintable(roleARN string) error {
+	from := p.rev.mintableFrom(roleARN)
 	if now := p.now(); now.Before(from) {
-		return fmt.Errorf("aws: revoke --all denied every credential AWS issues before %s (now plus a %s margin for clock skew); "+
+		return fmt.Errorf("aws: the revocation policy of %s denies every credential AWS issues before %s (revoke --all or a full deny policy, plus a %s margin for clock skew); "+
 			"new AWS credentials would be denied at once, so none are minted until then: retry in %s",
-			from.UTC().Format(time.RFC3339), RevokeAllSkew, from.Sub(now).Round(time.Second))
+			roleARN, from.UTC().Format(time.RFC3339), RevokeAllSkew, from.Sub(now).Round(time.Second))
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -34,6 +35,10 @@ type Server struct {
 
 	mu       sync.Mutex
 	policies map[string]string // role/policy → document
+	previous map[string]string // role/policy → the document before the last Put
+	stale    map[string]int    // role → Gets still to answer from previous
+	jitter   time.Duration
+	holds    map[string]*hold // role → the next Put to hold
 	Calls    []Call
 	failures []string
 }
@@ -46,7 +51,8 @@ type Call struct {
 // Start serves until the test ends. Requests must be signed with creds for
 // service "iam" in us-east-1 and name one of roles.
 func Start(t testing.TB, creds aws.Credentials, roles ...string) *Server {
-	s := &Server{creds: creds, roles: map[string]bool{}, policies: map[string]string{}}
+	s := &Server{creds: creds, roles: map[string]bool{}, policies: map[string]string{},
+		previous: map[string]string{}, stale: map[string]int{}, holds: map[string]*hold{}}
 	for _, r := range roles {
 		s.roles[r] = true
 	}
@@ -69,6 +75,55 @@ func (s *Server) Policy(role, name string) (string, bool) {
 	defer s.mu.Unlock()
 	d, ok := s.policies[role+"/"+name]
 	return d, ok
+}
+
+// StaleReads makes the next n GetRolePolicy calls on role answer with the
+// document as it was before the last PutRolePolicy, as IAM's eventual
+// consistency may.
+func (s *Server) StaleReads(role string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stale[role] = n
+}
+
+// SetPolicy replaces the stored document of role (as if another writer
+// had put it).
+func (s *Server) SetPolicy(role, name, doc string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.policies[role+"/"+name] = doc
+}
+
+// Jitter holds each GetRolePolicy and PutRolePolicy for a random time
+// below d, so concurrent updates interleave in many orders.
+func (s *Server) Jitter(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.jitter = d
+}
+
+type hold struct{ arrived, release chan struct{} }
+
+// HoldNextPut makes the next PutRolePolicy on role wait, before it
+// stores anything, until release is called; arrived is closed when that
+// Put has come in. It stages a writer that read, decided and is about to
+// write while another writer runs.
+func (s *Server) HoldNextPut(role string) (arrived <-chan struct{}, release func()) {
+	h := &hold{arrived: make(chan struct{}), release: make(chan struct{})}
+	s.mu.Lock()
+	s.holds[role] = h
+	s.mu.Unlock()
+	var once sync.Once
+	return h.arrived, func() { once.Do(func() { close(h.release) }) }
+}
+
+func (s *Server) wait() {
+	s.mu.Lock()
+	d := s.jitter
+	s.mu.Unlock()
+	if d > 0 {
+		time.Sleep(rand.N(d))
+	}
 }
 
 func (s *Server) fail(w http.ResponseWriter, status int, code, format string, a ...any) {
@@ -102,8 +157,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case "GetRolePolicy":
 		s.mu.Lock()
 		doc, ok := s.policies[key]
+		if s.stale[role] > 0 {
+			s.stale[role]--
+			doc, ok = s.previous[key]
+		}
 		s.Calls = append(s.Calls, Call{Action: "GetRolePolicy", RoleName: role, PolicyName: name})
 		s.mu.Unlock()
+		s.wait()
 		if !ok {
 			// Expected on first use: not recorded as a failure.
 			w.WriteHeader(http.StatusNotFound)
@@ -113,12 +173,24 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `<GetRolePolicyResponse><GetRolePolicyResult><RoleName>%s</RoleName><PolicyName>%s</PolicyName><PolicyDocument>%s</PolicyDocument></GetRolePolicyResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetRolePolicyResponse>`,
 			xmlEscape(role), xmlEscape(name), xmlEscape(url.QueryEscape(doc)))
 	case "PutRolePolicy":
+		s.wait()
+		s.mu.Lock()
+		h := s.holds[role]
+		delete(s.holds, role)
+		s.mu.Unlock()
+		if h != nil {
+			close(h.arrived)
+			<-h.release
+		}
 		doc := form.Get("PolicyDocument")
 		if len(doc) > 10240 {
 			s.fail(w, http.StatusConflict, "LimitExceeded", "policy of %d characters exceeds 10240", len(doc))
 			return
 		}
 		s.mu.Lock()
+		if prev, ok := s.policies[key]; ok {
+			s.previous[key] = prev
+		}
 		s.policies[key] = doc
 		s.Calls = append(s.Calls, Call{Action: "PutRolePolicy", RoleName: role, PolicyName: name, Document: doc})
 		s.mu.Unlock()
