@@ -42,6 +42,7 @@ awk '/^Benchmark/ && $4 == "ns/op" {
         "BenchmarkSessionVsDirect/direct/kube-default-qps", "BenchmarkSessionVsDirect/direct/kube")
       ratio("credbroker version / vault version", "BenchmarkCLIStartup/credbroker-version", "BenchmarkCLIStartup/vault-version")
       ratio("credbroker version / aws-vault --version", "BenchmarkCLIStartup/credbroker-version", "BenchmarkCLIStartup/aws-vault-version")
+      ratio("credbroker exec -- true / aws-vault --version", "BenchmarkCLIStartup/credbroker-exec", "BenchmarkCLIStartup/aws-vault-version")
       ratio("credbroker version / bare exec", "BenchmarkCLIStartup/credbroker-version", "BenchmarkCLIStartup/bare-exec")
       ratio("credbroker exec -- true / bare exec", "BenchmarkCLIStartup/credbroker-exec", "BenchmarkCLIStartup/bare-exec")
       ratio("egress: connect + one round trip, through the gateway / direct (loopback)",
