@@ -130,7 +130,7 @@ func TestIAMRevokeAllDeniesTokensIssuedBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 	issuedLast := time.Now() // any key STS issued during the call was issued before this
-	slices.Sort(covered) // the roles are updated in no fixed order
+	slices.Sort(covered)     // the roles are updated in no fixed order
 	if len(covered) != 2 || covered[0] != "aws/sts/s-live1" || covered[1] != "aws/sts/s-live2" {
 		t.Errorf("covered = %v; want the two leases of the roles this broker assumes, not s-other", covered)
 	}
