@@ -46,7 +46,7 @@ func TestRead(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.root && os.Geteuid() != 0 {
-				t.Skip("needs root to chown a file to another uid (the test suite runs as root)")
+				t.Fatal("needs root to chown a file to another uid (the test suite runs as root): run make test as root, as CI does")
 			}
 			p := filepath.Join(t.TempDir(), "key")
 			tc.setup(t, p)
