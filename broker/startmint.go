@@ -155,8 +155,9 @@ func (b *Broker) recordAll(ctx context.Context, s leases.Session, rs []minted) {
 		case errs[k] != nil && r.leftover:
 			b.log.Error("record leases left by a failed mint; the reconciler will find them", "session", s.ID, "provider", r.p.Name(), "err", errs[k])
 		case errs[k] != nil:
-			wg.Go(func() { r.err = b.revokeUnrecorded(ctx, r.p, r.g.Leases, errs[k]) })
+			ls := r.g.Leases
 			r.g = providers.Grant{}
+			wg.Go(func() { r.err = b.revokeUnrecorded(ctx, r.p, ls, errs[k]) })
 		case !r.leftover:
 			b.cache.putLeases(s.ID, r.g.Leases)
 			b.fingerprint(s.ID, r.p.Name(), r.g.Secrets)
