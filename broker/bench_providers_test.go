@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -37,6 +38,8 @@ import (
 //   - direct/kube: ServiceAccount, RoleBinding and TokenRequest
 //     (the three calls the Kubernetes provider makes) on a client without
 //     client-go's rate limit;
+//   - direct/all-parallel: direct/vault, direct/aws and direct/kube at
+//     once (what a three-provider session asks, without the broker);
 //   - direct/kube-tokenrequest: the TokenRequest alone, for an existing
 //     ServiceAccount;
 //   - direct/kube-default-qps: the four calls on a client-go client with
@@ -70,17 +73,21 @@ func BenchmarkSessionVsDirect(b *testing.B) {
 		b.Fatal(err)
 	}
 	vc.SetToken(vaulttest.RootToken)
+	vaultDirect := func(b *testing.B) {
+		sec, err := vc.Auth().Token().CreateWithRole(&api.TokenCreateRequest{Policies: []string{"agent-readonly"}, TTL: "10m"}, vaulttest.TokenRole)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		tc, _ := vc.Clone()
+		tc.SetToken(sec.Auth.ClientToken)
+		if s, err := tc.Logical().Read("secret/data/agent/readonly/config"); err != nil || s == nil {
+			b.Errorf("kv read: %v", err)
+		}
+	}
 	b.Run("direct/vault", func(b *testing.B) {
 		for b.Loop() {
-			sec, err := vc.Auth().Token().CreateWithRole(&api.TokenCreateRequest{Policies: []string{"agent-readonly"}, TTL: "10m"}, vaulttest.TokenRole)
-			if err != nil {
-				b.Fatal(err)
-			}
-			tc, _ := vc.Clone()
-			tc.SetToken(sec.Auth.ClientToken)
-			if s, err := tc.Logical().Read("secret/data/agent/readonly/config"); err != nil || s == nil {
-				b.Fatalf("kv read: %v", err)
-			}
+			vaultDirect(b)
 		}
 	})
 
@@ -116,6 +123,24 @@ func BenchmarkSessionVsDirect(b *testing.B) {
 			kubeCleanupDirect(b, kc, h.kube.NS)
 		})
 	}
+	// The floor for a three-provider session on these servers: the three
+	// providers' direct calls at once, as the broker asks them.
+	b.Run("direct/all-parallel", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			i++
+			var wg sync.WaitGroup
+			wg.Go(func() { vaultDirect(b) })
+			wg.Go(func() {
+				if _, err := sc.AssumeRole(ctx, in); err != nil {
+					b.Error(err)
+				}
+			})
+			wg.Go(func() { kubeMintDirect(b, kc, h.kube.NS, fmt.Sprintf("bench-all-%d", i)) })
+			wg.Wait()
+		}
+		kubeCleanupDirect(b, kc, h.kube.NS)
+	})
 	b.Run("direct/kube-tokenrequest", func(b *testing.B) {
 		kubeMintDirect(b, kc, h.kube.NS, "bench-tr")
 		exp := int64(3600)
@@ -132,23 +157,27 @@ func BenchmarkSessionVsDirect(b *testing.B) {
 const benchLabel = "credbroker.bench/direct"
 
 // kubeMintDirect makes the Kubernetes provider's three calls for name
-// (ServiceAccount, RoleBinding, TokenRequest; it creates no Secret).
+// (ServiceAccount, RoleBinding, TokenRequest; it creates no Secret). It
+// may run off the benchmark's goroutine, so it reports with Error.
 func kubeMintDirect(b *testing.B, kc kubernetes.Interface, ns, name string) {
 	ctx := context.Background()
 	meta := metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{benchLabel: "1"}}
 	if _, err := kc.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: meta, AutomountServiceAccountToken: new(false)}, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
+		b.Error(err)
+		return
 	}
 	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pod-reader"}
 	subj := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}}
 	if _, err := kc.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: meta, RoleRef: ref, Subjects: subj}, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
+		b.Error(err)
+		return
 	}
 	exp := int64(3600)
 	if _, err := kc.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{
 		ExpirationSeconds: &exp,
 	}}, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
+		b.Error(err)
+		return
 	}
 }
 

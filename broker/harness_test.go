@@ -112,6 +112,9 @@ type harnessConfig struct {
 	host string
 	// hooks, when set, is called at the broker's failpoints (b.at).
 	hooks broker.Hooks
+	// store, when set, wraps the lease store the broker gets (h.st stays
+	// the bare store).
+	store func(leases.Store) leases.Store
 }
 
 // front is the address the broker dials for server name, whose proxy
@@ -207,8 +210,12 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 		reg = wrapped
 	}
 	h.w = &agentenv.Writer{Root: hc.root, AllowDisk: hc.allowDisk, Logger: log}
+	var bst leases.Store = st
+	if hc.store != nil {
+		bst = hc.store(st)
+	}
 	h.b = broker.New(broker.Options{
-		Config: cfg, Store: st, Providers: reg, Env: h.w, Audit: audit, Logger: log, Hooks: hc.hooks,
+		Config: cfg, Store: bst, Providers: reg, Env: h.w, Audit: audit, Logger: log, Hooks: hc.hooks,
 		Now:    h.now,
 		HostID: hc.host,
 	})

@@ -41,6 +41,28 @@ func (b *Broker) Tick(ctx context.Context) {
 	b.retryPending(ctx)
 	b.sweepDirs(ctx)
 	b.refresh(ctx)
+	b.maintainProviders(ctx)
+}
+
+// maintainTimeout bounds a provider's background work in one tick.
+const maintainTimeout = 10 * time.Second
+
+// maintainProviders runs the background work of the providers that have
+// some (providers.Maintainer), such as the Kubernetes provider's Role
+// checks, so that session starts need not make those calls.
+func (b *Broker) maintainProviders(ctx context.Context) {
+	for _, name := range b.provs.Names() {
+		p, _ := b.provs.Get(name)
+		m, ok := p.(providers.Maintainer)
+		if !ok {
+			continue
+		}
+		mctx, cancel := context.WithTimeout(ctx, maintainTimeout)
+		if err := m.Maintain(mctx); err != nil {
+			b.log.Warn("provider background check", "provider", name, "err", err)
+		}
+		cancel()
+	}
 }
 
 // sweepDirs wipes the session dirs on this host whose session is not

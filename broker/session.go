@@ -35,16 +35,22 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 	s.Dir = b.env.Dir(s.ID)
 	unlock := b.lock(s.ID)
 	defer unlock()
-	if err := b.store.CreateSession(ctx, s); err != nil {
-		// The first write: nothing is minted that the store cannot record.
-		err = fmt.Errorf("%w: cannot record the session, so nothing was minted (credbroker fails closed): %v", ErrStoreUnavailable, err)
+	// The first write, the session with every intent: nothing is minted
+	// that the store cannot record.
+	ins := b.startIntents(s, role)
+	created, err := b.beginStart(ctx, s, ins)
+	if !created {
 		b.record(Event{Event: EvSessionRefused, Role: req.Role, CallerUID: uidPtr(c.UID), CallerPID: c.PID, Reason: err.Error()})
 		return SessionInfo{}, err
 	}
 	b.cache.putSession(s)
 	log := b.log.With("session", s.ID, "role", role.Name)
 
-	grants, err := b.mintAll(ctx, s, role)
+	b.at("after-intent")
+	var grants []providers.Grant
+	if err == nil {
+		grants, err = b.mintAll(ctx, s, role, ins)
+	}
 	if err == nil {
 		// An incident declared while we minted wins: revoke-all may have run
 		// before our leases were recorded.
@@ -99,7 +105,16 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 		return SessionInfo{}, err
 	}
 	log.Info("session started", "expires", s.ExpiresAt, "dir", s.Dir)
-	ls, _ := b.store.ListLeases(ctx, s.ID)
+	var ls []leases.Lease // as recorded: no need to read them back
+	for _, g := range grants {
+		ls = append(ls, g.Leases...)
+	}
+	sort.SliceStable(ls, func(i, j int) bool { // the store's order
+		if !ls[i].IssuedAt.Equal(ls[j].IssuedAt) {
+			return ls[i].IssuedAt.Before(ls[j].IssuedAt)
+		}
+		return ls[i].ID < ls[j].ID
+	})
 	info := sessionInfo(s, ls)
 	b.egressInto(&info)
 	return info, nil
@@ -150,85 +165,6 @@ func (b *Broker) checkStart(ctx context.Context, c Caller, req StartRequest) (co
 		return role, 0, 0, err
 	}
 	return role, ttl, uid, nil
-}
-
-// mintAll mints every provider of the role concurrently. Each mint is
-// bracketed by a write-ahead intent and recorded leases, so a crash at any
-// point leaves the reconciler something to settle.
-func (b *Broker) mintAll(ctx context.Context, s leases.Session, role configs.Role) ([]providers.Grant, error) {
-	names := role.ProviderNames()
-	grants := make([]providers.Grant, len(names))
-	errs := make([]error, len(names))
-	ps := providers.Session{ID: s.ID, Role: s.Role, TTL: s.ExpiresAt.Sub(s.CreatedAt), ExpiresAt: s.ExpiresAt}
-	var wg sync.WaitGroup
-	for i, name := range names {
-		p, _ := b.provs.Get(name)
-		wg.Go(func() { grants[i], errs[i] = b.mintOne(ctx, p, ps, role) })
-	}
-	wg.Wait()
-	var failed []string
-	kind := ErrProvider
-	for _, err := range errs {
-		if err != nil {
-			msg := err.Error() // provider errors name their provider
-			if errors.Is(err, ErrStoreUnavailable) {
-				kind = ErrStoreUnavailable
-				msg = strings.TrimPrefix(msg, ErrStoreUnavailable.Error()+": ")
-			}
-			failed = append(failed, msg)
-		}
-	}
-	if len(failed) > 0 {
-		return nil, fmt.Errorf("%w: %s", kind, strings.Join(failed, "; "))
-	}
-	return grants, nil
-}
-
-func (b *Broker) mintOne(ctx context.Context, p providers.Provider, s providers.Session, role configs.Role) (providers.Grant, error) {
-	intent := leases.Intent{ID: s.ID + "/" + p.Name(), SessionID: s.ID, Provider: p.Name(), CreatedAt: b.now()}
-	if err := b.store.PutIntent(ctx, intent); err != nil {
-		return providers.Grant{}, fmt.Errorf("%w: record the intent to mint %s (nothing minted): %v", ErrStoreUnavailable, p.Name(), err)
-	}
-	b.at("after-intent")
-	g, err := p.Mint(ctx, s, role)
-	b.at("after-mint")
-	if err != nil {
-		if len(g.Leases) > 0 {
-			// The provider could not clean up: keep what it left as pending.
-			for i := range g.Leases {
-				g.Leases[i].State = leases.LeaseRevokePending
-			}
-			if rerr := b.store.RecordLeases(ctx, intent.ID, g.Leases); rerr != nil {
-				b.log.Error("record leases left by a failed mint; the reconciler will find them", "session", s.ID, "err", rerr)
-			}
-		} else if serr := b.settleIntent(ctx, intent); serr != nil {
-			// A failed call may have reached the server and only its answer
-			// been lost (Vault made the token, STS issued the keys): ask the
-			// server as after a crash. If it cannot answer now, the intent
-			// stays and the loop asks again.
-			b.log.Warn("settle the intent of a failed mint; the loop retries it", "intent", intent.ID, "err", serr)
-		}
-		return providers.Grant{}, err
-	}
-	if err := b.store.RecordLeases(ctx, intent.ID, g.Leases); err != nil {
-		// Not recorded means not known: revoke now. If that fails the
-		// intent remains and the reconciler retries.
-		done := "what was minted is revoked"
-		for _, l := range g.Leases {
-			if rerr := p.Revoke(ctx, l); rerr != nil {
-				b.log.Error("revoke unrecorded lease", "lease", l.ID, "err", rerr)
-				done = "revoking what was minted failed too; the write-ahead intent makes the broker find and revoke it once the store is back"
-			}
-		}
-		return providers.Grant{}, fmt.Errorf("%w: record the leases of %s (%s): %v", ErrStoreUnavailable, p.Name(), done, err)
-	}
-	b.cache.putLeases(s.ID, g.Leases)
-	b.at("after-record")
-	b.fingerprint(s.ID, p.Name(), g.Secrets)
-	for _, l := range g.Leases {
-		b.record(Event{Event: EvLeaseMint, Session: s.ID, Role: s.Role, Provider: p.Name(), Lease: l.ID, External: l.ExternalID, Expires: l.ExpiresAt})
-	}
-	return g, nil
 }
 
 // writeDir merges the grants and writes the session dir on tmpfs.

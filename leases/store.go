@@ -218,7 +218,8 @@ func BrokerSessionHost(id string) (host string, ok bool) {
 
 // Batcher is implemented by stores that can settle many records in one
 // transaction; revoke --all uses it so that its bookkeeping does not grow
-// with one commit per session. Callers fall back to the one-by-one methods
+// with one commit per session, and a session start so that it commits
+// once before its mints and once after, whatever its number of providers. Callers fall back to the one-by-one methods
 // when a store lacks it.
 type Batcher interface {
 	// DeleteLeases removes the leases with ids (missing ones are ignored).
@@ -227,6 +228,23 @@ type Batcher interface {
 	// it has no lease left) or ending, keeping an earlier end reason and
 	// time, and returns the ids it marked ended.
 	FinishSessions(ctx context.Context, ids []string, reason string, at time.Time) (ended []string, err error)
+
+	// BeginSession is CreateSession(s) and PutIntent for each of ins in one
+	// transaction: the session row and every intent of its start are
+	// durable together, or nothing is written. A session start uses it so
+	// that it commits once before its first mint, not once per provider.
+	BeginSession(ctx context.Context, s Session, ins []Intent) error
+	// RecordLeaseSets is RecordLeases for every set in one transaction:
+	// every lease is inserted and every non-empty IntentID deleted, or
+	// nothing changes (an id that already exists fails the whole call).
+	RecordLeaseSets(ctx context.Context, sets []LeaseSet) error
+}
+
+// LeaseSet is what one intent produced: the leases to record and the
+// intent they settle (empty: none).
+type LeaseSet struct {
+	IntentID string
+	Leases   []Lease
 }
 
 // IncidentWatcher is implemented by stores that tell brokers at once when an

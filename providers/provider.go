@@ -140,6 +140,15 @@ type RenewPolicy interface {
 	RenewAfter() float64
 }
 
+// Maintainer is implemented by providers with background work that keeps
+// session starts short (the Kubernetes provider checks the Roles its roles
+// bind here rather than on each mint). The broker's loop calls Maintain on
+// every tick, with a bounded context; it MUST return quickly when nothing
+// is due, and its error is logged, never fatal.
+type Maintainer interface {
+	Maintain(ctx context.Context) error
+}
+
 // Notice is returned (possibly wrapped) by Revoke or RevokeAll when the
 // revocation succeeded with a side effect an operator must know of, such as
 // AWS's fallback from per-session denies to a TokenIssueTime cut-off. The

@@ -38,6 +38,10 @@ awk '/^Benchmark/ && $4 == "ns/op" {
       for (i in p) { k = "BenchmarkSessionVsDirect/direct/" p[i]; if ((k in med) && med[k] > s) { s = med[k]; slowest = k } }
       if (slowest != "") ratio("Vault+AWS+Kube session / slowest direct provider call (" substr(slowest, 32) ")",
         "BenchmarkSessionVsDirect/broker/agent-all", slowest)
+      ratio("Vault+AWS+Kube session / the three direct calls at once",
+        "BenchmarkSessionVsDirect/broker/agent-all", "BenchmarkSessionVsDirect/direct/all-parallel")
+      if (slowest != "") ratio("the three direct calls at once / the slowest alone (CPU contention of the servers)",
+        "BenchmarkSessionVsDirect/direct/all-parallel", slowest)
       ratio("kube provider calls: client-go default rate limit / unthrottled",
         "BenchmarkSessionVsDirect/direct/kube-default-qps", "BenchmarkSessionVsDirect/direct/kube")
       ratio("credbroker version / vault version", "BenchmarkCLIStartup/credbroker-version", "BenchmarkCLIStartup/vault-version")

@@ -54,7 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) leases.Store) {
 			}
 			switch {
 			case g.name == "Batch" && batcher:
-				g.tests = batchTests
+				g.tests = append(batchTests[:len(batchTests):len(batchTests)], startBatchTests...)
 			case g.name == "IncidentWatch" && watcher:
 				g.tests = watchTests
 			case g.name == "Hosts" && registry:

@@ -73,6 +73,7 @@ type Provider struct {
 	roles      map[string]configs.Role
 	log        *slog.Logger
 	now        func() time.Time
+	checks     roleChecks // named Roles found, and when (rolecache.go)
 }
 
 // Cluster is what the session's kubeconfig needs to reach the API server;

@@ -16,22 +16,26 @@ import (
 
 // roleRef checks that what the role binds exists (a RoleBinding to a
 // missing Role would be accepted and grant nothing), or creates/updates
-// the broker-owned Role for inline rules, before anything is created.
+// the broker-owned Role for inline rules, before anything is created. A
+// named Role found less than RoleCheckTTL ago is not asked for again (see
+// rolecache.go); inline-rule Roles are synced on every mint.
 func (p *Provider) roleRef(ctx context.Context, role configs.Role) (rbacv1.RoleRef, error) {
 	kr := role.Kube
 	switch {
 	case kr.Role != "":
-		_, err := p.client.RbacV1().Roles(kr.Namespace).Get(ctx, kr.Role, metav1.GetOptions{})
-		if err != nil {
-			return rbacv1.RoleRef{}, missingRole(role, err, "role",
-				fmt.Sprintf("kubectl -n %s create role %s --verb=... --resource=...", kr.Namespace, kr.Role))
+		if !p.checks.fresh(roleKey(kr), p.now(), RoleCheckTTL) {
+			if err := p.checkNamed(ctx, role); err != nil {
+				return rbacv1.RoleRef{}, missingRole(role, err, "role",
+					fmt.Sprintf("kubectl -n %s create role %s --verb=... --resource=...", kr.Namespace, kr.Role))
+			}
 		}
 		return rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: kr.Role}, nil
 	case kr.ClusterRole != "":
-		_, err := p.client.RbacV1().ClusterRoles().Get(ctx, kr.ClusterRole, metav1.GetOptions{})
-		if err != nil {
-			return rbacv1.RoleRef{}, missingRole(role, err, "cluster_role",
-				fmt.Sprintf("kubectl create clusterrole %s --verb=... --resource=...", kr.ClusterRole))
+		if !p.checks.fresh(roleKey(kr), p.now(), RoleCheckTTL) {
+			if err := p.checkNamed(ctx, role); err != nil {
+				return rbacv1.RoleRef{}, missingRole(role, err, "cluster_role",
+					fmt.Sprintf("kubectl create clusterrole %s --verb=... --resource=...", kr.ClusterRole))
+			}
 		}
 		return rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: kr.ClusterRole}, nil
 	default:
