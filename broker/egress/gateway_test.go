@@ -330,8 +330,8 @@ func TestCloseCutsOpenTunnelAtOnce(t *testing.T) {
 	case end := <-got:
 		el := end.Sub(start)
 		t.Logf("open tunnel closed %v after Close", el)
-		if el > 100*time.Millisecond {
-			t.Errorf("the tunnel closed %v after Close, want < 100ms", el)
+		if el > closeBound {
+			t.Errorf("the tunnel closed %v after Close, want < %v", el, closeBound)
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("the tunnel is still open 2s after Close")
@@ -343,3 +343,9 @@ func TestCloseCutsOpenTunnelAtOnce(t *testing.T) {
 		t.Errorf("record %+v", r)
 	}
 }
+
+// closeBound is how soon an open tunnel must be cut, loosely: the figure
+// itself (around a millisecond here, 12 to 43 ms from inside a sandbox) is
+// logged and goes to the docs; the bound only catches a tunnel left open
+// on a loaded CI machine.
+const closeBound = time.Second
