@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// holderEnv makes TestEgressTunnelHolder the far side of
+// holderEnv makes the test binary (TestMain, runHolder) the far side of
 // BenchmarkEgressMemoryPerTunnel; its value is the tunnels per socket.
 const holderEnv = "CREDBROKER_EGRESS_BENCH_HOLDER"
 
@@ -30,7 +30,7 @@ const (
 // BenchmarkEgressMemoryPerTunnel measures what an open, idle tunnel costs
 // the daemon: the daemon's Manager serves 10 sessions' gateways in this
 // process, and a child process (this test binary as
-// TestEgressTunnelHolder) runs the loopback server and opens 100 SOCKS5
+// runHolder) runs the loopback server and opens 100 SOCKS5
 // tunnels through each gateway, so only the gateway's side of the 1,000
 // tunnels is in this process. Reported, after a GC, per tunnel: heap in
 // use (B-heap/tunnel), goroutine stacks (B-stack/tunnel), goroutines, and
@@ -148,7 +148,7 @@ type holder struct {
 func startHolder(b *testing.B) *holder {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	b.Cleanup(cancel)
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestEgressTunnelHolder$", "-test.count=1", "-test.v=false")
+	cmd := exec.CommandContext(ctx, os.Args[0])
 	cmd.Env = append(os.Environ(), holderEnv+"=1")
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
@@ -188,19 +188,29 @@ func (h *holder) wait(b *testing.B, prefix string) string {
 	}
 }
 
-// TestEgressTunnelHolder is not a test: BenchmarkEgressMemoryPerTunnel
-// runs it in a child process to hold the far ends of the tunnels it
-// measures. It serves an idle loopback TCP server (printing "port N"),
-// then reads commands on stdin: socket paths (saved), a number K (open K
+// TestMain runs the test binary as the tunnel holder (runHolder) when
+// BenchmarkEgressMemoryPerTunnel starts it as its child process, and the
+// tests otherwise.
+func TestMain(m *testing.M) {
+	if os.Getenv(holderEnv) != "" {
+		if err := runHolder(); err != nil {
+			fmt.Printf("error: %v\n", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runHolder is BenchmarkEgressMemoryPerTunnel's child process: it holds
+// the far ends of the tunnels the benchmark measures. It serves an idle
+// loopback TCP server (printing "port N"), then reads commands on stdin: socket paths (saved), a number K (open K
 // SOCKS5 tunnels through each saved socket, print "ready K"), "close"
 // (close them, print "closed"). It ends at EOF.
-func TestEgressTunnelHolder(t *testing.T) {
-	if os.Getenv(holderEnv) == "" {
-		t.Skip("run by BenchmarkEgressMemoryPerTunnel only")
-	}
+func runHolder() error {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer l.Close()
 	go func() {
@@ -239,8 +249,7 @@ func TestEgressTunnelHolder(t *testing.T) {
 						err = socksOpen(c, append([]byte{9}, "idle.test"...), port)
 					}
 					if err != nil {
-						fmt.Printf("error: tunnel through %s: %v\n", s, err)
-						return
+						return fmt.Errorf("tunnel through %s: %w", s, err)
 					}
 					open = append(open, c)
 				}
@@ -250,4 +259,5 @@ func TestEgressTunnelHolder(t *testing.T) {
 			socks = append(socks, line)
 		}
 	}
+	return sc.Err()
 }

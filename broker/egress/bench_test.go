@@ -15,20 +15,7 @@ import (
 // gateway (SOCKS5 CONNECT over its Unix socket, by a hosts-map name): the
 // difference is the gateway's added connection latency.
 func BenchmarkEgressConnect(b *testing.B) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
+	l := serveLoopback(b, func(c net.Conn) { _, _ = io.Copy(c, c) })
 	ap := netip.MustParseAddrPort(l.Addr().String())
 	cfg := testConfig([]string{"echo.test:" + portOf(ap)}, nil, map[string]string{"echo.test": "127.0.0.1"})
 	p, err := NewPolicy(cfg, "r", &Resolver{Hosts: cfg.EgressHosts(), Lookup: noDNS})
@@ -82,30 +69,16 @@ func BenchmarkEgressConnect(b *testing.B) {
 // at least half of direct throughput on loopback).
 func BenchmarkEgressThroughput(b *testing.B) {
 	const size = 200_000_000
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		buf := make([]byte, 64<<10)
-		for {
-			c, err := l.Accept()
+	buf := make([]byte, 64<<10) // only read from: shared by the connections
+	l := serveLoopback(b, func(c net.Conn) {
+		for sent := 0; sent < size; {
+			n, err := c.Write(buf[:min(len(buf), size-sent)])
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				for sent := 0; sent < size; {
-					n, err := c.Write(buf[:min(len(buf), size-sent)])
-					if err != nil {
-						return
-					}
-					sent += n
-				}
-			}()
+			sent += n
 		}
-	}()
+	})
 	ap := netip.MustParseAddrPort(l.Addr().String())
 	cfg := testConfig([]string{"dl.test:" + portOf(ap)}, nil, map[string]string{"dl.test": "127.0.0.1"})
 	p, err := NewPolicy(cfg, "r", &Resolver{Hosts: cfg.EgressHosts(), Lookup: noDNS})

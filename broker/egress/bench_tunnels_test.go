@@ -127,35 +127,20 @@ func runTunnels(b *testing.B, open func() (net.Conn, error), check func()) {
 // sendOnRequest is a loopback server that, on each connection, waits for
 // one byte, sends size bytes and closes.
 func sendOnRequest(b *testing.B, size int) net.Listener {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { l.Close() })
-	buf := make([]byte, 64<<10)
-	go func() {
-		for {
-			c, err := l.Accept()
+	buf := make([]byte, 64<<10) // only read from: shared by the connections
+	return serveLoopback(b, func(c net.Conn) {
+		var one [1]byte
+		if _, err := io.ReadFull(c, one[:]); err != nil {
+			return
+		}
+		for sent := 0; sent < size; {
+			n, err := c.Write(buf[:min(len(buf), size-sent)])
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				var one [1]byte
-				if _, err := io.ReadFull(c, one[:]); err != nil {
-					return
-				}
-				for sent := 0; sent < size; {
-					n, err := c.Write(buf[:min(len(buf), size-sent)])
-					if err != nil {
-						return
-					}
-					sent += n
-				}
-			}()
+			sent += n
 		}
-	}()
-	return l
+	})
 }
 
 // socksOpen runs a SOCKS5 CONNECT to a domain name on c; unlike

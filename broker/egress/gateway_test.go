@@ -162,24 +162,10 @@ func TestRefusedAddressesAreNeverDialed(t *testing.T) {
 }
 
 func TestSOCKS5(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { // server speaks first, then echoes
-				defer c.Close()
-				io.WriteString(c, "SSH-2.0-test\r\n")
-				io.Copy(c, c)
-			}()
-		}
-	}()
+	l := serveLoopback(t, func(c net.Conn) { // server speaks first, then echoes
+		io.WriteString(c, "SSH-2.0-test\r\n")
+		io.Copy(c, c)
+	})
 	ap := addrPort(t, l)
 	e := newTestEnv(t, testConfig([]string{"git.test:" + portOf(ap), "127.0.0.1:" + portOf(ap)}, nil,
 		map[string]string{"git.test": "127.0.0.1"}), ap)

@@ -217,3 +217,24 @@ func (e *testEnv) recordCount() int {
 	defer e.mu.Unlock()
 	return len(e.records)
 }
+
+// serveLoopback listens on a loopback port until the test ends and runs
+// handle on each connection it accepts (closing the connection after).
+func serveLoopback(tb testing.TB, handle func(net.Conn)) net.Listener {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); handle(c) }()
+		}
+	}()
+	return l
+}
