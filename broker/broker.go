@@ -70,6 +70,9 @@ type Options struct {
 	// EgressDial replaces the gateways' dialer (tests that prove a
 	// refused address is never dialed); nil: a plain TCP dialer.
 	EgressDial egress.DialFunc
+	// OpenProxy opens the proxy side of sessions whose role delivers by
+	// proxy (broker/proxy); nil: such roles cannot start.
+	OpenProxy OpenProxyFunc
 }
 
 // Hooks lets tests stop the broker at exact steps.
@@ -92,6 +95,10 @@ type Broker struct {
 	host  string
 
 	egress *egress.Manager // nil: no egress gateways
+
+	openProxyFn OpenProxyFunc
+	proxyMu     sync.Mutex
+	proxies     map[string]ProxySession // by session id
 
 	locks sync.Map // session id → *sync.Mutex
 
@@ -118,6 +125,7 @@ func New(o Options) *Broker {
 		cfg: o.Config, store: o.Store, provs: o.Providers, env: o.Env,
 		audit: o.Audit, guard: o.Guard, log: o.Logger, now: o.Now, hooks: o.Hooks,
 		host: o.HostID, notices: make(chan struct{}, 1),
+		openProxyFn: o.OpenProxy, proxies: map[string]ProxySession{},
 	}
 	if b.log == nil {
 		b.log = slog.Default()
@@ -179,9 +187,11 @@ func (b *Broker) fingerprint(sessionID, provider string, ss []providers.IssuedSe
 	if b.guard == nil || len(ss) == 0 {
 		return
 	}
-	items := make([]guard.Issued, len(ss))
-	for i, s := range ss {
-		items[i] = guard.Issued{Value: s.Value, Session: sessionID, Provider: provider, What: s.What, Expires: s.Expires}
+	items := make([]guard.Issued, 0, len(ss))
+	for _, s := range ss {
+		if !s.Public {
+			items = append(items, guard.Issued{Value: s.Value, Session: sessionID, Provider: provider, What: s.What, Expires: s.Expires})
+		}
 	}
 	if err := b.guard.Add(items...); err != nil {
 		b.log.Error("leak guard: record fingerprints", "session", sessionID, "err", err)

@@ -40,6 +40,10 @@ type DaemonOptions struct {
 	// EgressDial, if set, replaces the egress gateways' dialer (tests
 	// that prove a refused address is never dialed).
 	EgressDial egress.DialFunc
+	// NewProxy builds proxy delivery (broker/proxy); nil: roles that
+	// deliver by proxy cannot start. onLeak is to be told of every
+	// attempted leak.
+	NewProxy func(cfg *configs.Config, onLeak func(ProxyLeak), log *slog.Logger) (OpenProxyFunc, error)
 }
 
 // Serve runs the daemon until ctx ends: it opens the store and audit log,
@@ -89,8 +93,16 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		return err
 	}
 	w := &agentenv.Writer{Root: filepath.Join(cfg.Broker.RuntimeDir, "sessions"), AllowDisk: o.AllowDisk, Logger: log}
-	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks, Now: o.Now, HostID: host,
-		EgressDir: filepath.Join(cfg.Broker.RuntimeDir, "egress"), EgressDial: o.EgressDial})
+	var b *Broker
+	var openProxy OpenProxyFunc
+	if o.NewProxy != nil {
+		// Leaks are reported only by gateways, which open after b is set.
+		if openProxy, err = o.NewProxy(cfg, func(l ProxyLeak) { b.onProxyLeak(l) }, log); err != nil {
+			return err
+		}
+	}
+	b = New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks, Now: o.Now, HostID: host,
+		EgressDir: filepath.Join(cfg.Broker.RuntimeDir, "egress"), EgressDial: o.EgressDial, OpenProxy: openProxy})
 	defer b.CloseEgress()
 
 	l, err := listen(cfg.Broker.Socket, len(cfg.Broker.AllowedUIDs) > 0, log) // systemd's socket, or its own
@@ -112,6 +124,7 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		log.Error("reconcile at start-up (retried by the loops)", "err", err)
 	}
 	b.loadCache(ctx)
+	b.endProxySessions(ctx)
 	b.reopenEgress(ctx)
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)

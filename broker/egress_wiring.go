@@ -30,7 +30,11 @@ func (b *Broker) openEgress(s leases.Session) error {
 	if b.egress == nil {
 		return nil
 	}
-	if _, err := b.egress.Open(s.ID, s.Role, s.UID); err != nil {
+	var ic egress.Interceptor
+	if ps := b.proxyOf(s.ID); ps != nil {
+		ic = ps
+	}
+	if _, err := b.egress.Open(s.ID, s.Role, s.UID, ic); err != nil {
 		return fmt.Errorf("open the session's egress gateway: %w", err)
 	}
 	return nil
@@ -42,6 +46,7 @@ func (b *Broker) closeEgress(id string) {
 	if b.egress != nil {
 		b.egress.Close(id)
 	}
+	b.closeProxy(id) // its placeholders die with it
 }
 
 // egressInto adds the session's gateway socket and counts to si.
@@ -75,6 +80,9 @@ func (b *Broker) reopenEgress(ctx context.Context) {
 		return
 	}
 	for _, s := range ss {
+		if r, ok := b.cfg.Roles[s.Role]; ok && r.UsesProxy() {
+			continue // ended by endProxySessions
+		}
 		if err := b.openEgress(s); err != nil {
 			b.log.Error("egress: reopen gateway", "session", s.ID, "err", err)
 		}

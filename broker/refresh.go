@@ -60,6 +60,12 @@ func (b *Broker) renewOne(ctx context.Context, s leases.Session, l leases.Lease)
 	}
 	b.at("refresh-after-record")
 	b.fingerprint(s.ID, l.Provider, g.Secrets)
+	if g, err = b.deliverRenewal(s, l.Provider, g); err != nil {
+		// The new real values are recorded and revoked with the session;
+		// the sandbox keeps its placeholders, which stay on the old ones.
+		b.log.Error("proxy: take the renewed credentials", "session", s.ID, "lease", l.ID, "err", err)
+		return
+	}
 	b.cache.putLeases(s.ID, g.Leases)
 	for _, nl := range g.Leases {
 		b.record(Event{Event: EvLeaseRenew, Session: s.ID, Provider: l.Provider, Lease: nl.ID, External: nl.ExternalID, Expires: nl.ExpiresAt})

@@ -56,9 +56,13 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 		// before our leases were recorded.
 		err = b.checkNoIncident(ctx, "after minting")
 	}
+	var pFiles, pEnv map[string]secret.Value
+	if err == nil {
+		pFiles, pEnv, err = b.openProxy(s, role, intentProviders(ins), grants)
+	}
 	if err == nil {
 		b.at("before-write-dir")
-		err = b.writeDir(s, grants)
+		err = b.writeDir(s, grants, pFiles, pEnv)
 		b.at("after-write-dir")
 	}
 	if err == nil {
@@ -168,13 +172,16 @@ func (b *Broker) checkStart(ctx context.Context, c Caller, req StartRequest) (co
 }
 
 // writeDir merges the grants and writes the session dir on tmpfs.
-func (b *Broker) writeDir(s leases.Session, grants []providers.Grant) error {
+// extraFiles and extraEnv (proxy delivery's CA and variables) win.
+func (b *Broker) writeDir(s leases.Session, grants []providers.Grant, extraFiles, extraEnv map[string]secret.Value) error {
 	files := map[string]secret.Value{}
 	env := map[string]secret.Value{}
 	for _, g := range grants {
 		maps.Copy(files, g.Files)
 		maps.Copy(env, g.Env)
 	}
+	mergeInto(files, extraFiles)
+	mergeInto(env, extraEnv)
 	_, err := b.env.Create(agentenv.Meta{ID: s.ID, Role: s.Role, CreatedAt: s.CreatedAt, ExpiresAt: s.ExpiresAt, UID: s.UID}, files, env)
 	if err != nil {
 		return fmt.Errorf("write session dir: %w", err)

@@ -88,6 +88,8 @@ type AWSRole struct {
 	// MaxDuration caps DurationSeconds (the role's MaxSessionDuration;
 	// default 1h). Sessions longer than this are refreshed by re-minting.
 	MaxDuration Duration `yaml:"max_duration"`
+	// Delivery overrides the role's delivery for the STS credentials.
+	Delivery string `yaml:"delivery"`
 
 	// SessionPolicy is the compacted session policy from Policy or
 	// PolicyFile, filled in by validation.

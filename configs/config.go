@@ -136,6 +136,16 @@ type Role struct {
 	// only the hosts it allows (see docs/egress.md); without it the
 	// sandbox has no network.
 	Egress *Egress `yaml:"egress"`
+	// Delivery is how the session gets its credentials: "files" (default:
+	// the real, short-lived values in the session dir) or "proxy" (the
+	// session dir holds placeholders and the egress gateway puts the real
+	// credential on each request to the hosts it is bound to; see
+	// docs/proxy-mode.md). A provider block's own delivery overrides it.
+	Delivery string `yaml:"delivery"`
+	// Inject binds secrets read from Vault at session start to hosts: the
+	// sandbox gets a placeholder and the gateway puts the real value on
+	// requests to those hosts only (docs/proxy-mode.md).
+	Inject []Inject `yaml:"inject"`
 }
 
 // ProviderNames lists the providers a role uses, in a fixed order (the
@@ -162,6 +172,8 @@ type VaultRole struct {
 	// Secrets are read with the session token at mint time and written to
 	// vault/secrets/<name>.json.
 	Secrets []VaultSecret `yaml:"secrets"`
+	// Delivery overrides the role's delivery for the Vault token.
+	Delivery string `yaml:"delivery"`
 }
 
 // VaultSecret is one secret read for a session.

@@ -31,7 +31,18 @@ type BrokerEgress struct {
 	// A rule that names such a host exactly reaches its address even when
 	// it is private or loopback (the operator wrote the mapping).
 	Hosts map[string]string `yaml:"hosts"`
+	// LeakAction is what the gateway does when a session sends a
+	// placeholder to a host it is not bound to (delivery: proxy): "revoke"
+	// (default) refuses the request and ends the session, "refuse" only
+	// refuses and audits it.
+	LeakAction string `yaml:"leak_action"`
 }
+
+// Values of broker.egress.leak_action.
+const (
+	LeakActionRevoke = "revoke"
+	LeakActionRefuse = "refuse"
+)
 
 // EgressRule is one parsed allow or deny rule.
 type EgressRule struct {
@@ -198,6 +209,9 @@ func (e *Egress) validate(ps *problems, p fieldPath) {
 }
 
 func (b *BrokerEgress) validate(ps *problems, p fieldPath) {
+	if b.LeakAction != "" && b.LeakAction != LeakActionRevoke && b.LeakAction != LeakActionRefuse {
+		ps.add(p.with("leak_action"), `use "revoke" (the default) or "refuse"`, "%q is not a leak action", b.LeakAction)
+	}
 	for _, name := range slices.Sorted(maps.Keys(b.Hosts)) {
 		fp := p.with("hosts", name)
 		n := strings.TrimSuffix(strings.ToLower(name), ".")

@@ -62,6 +62,8 @@ type KubeRole struct {
 	// TokenTTL caps one token's life (default 1h, at least 10m); the
 	// refresher requests a new token before it runs out.
 	TokenTTL Duration `yaml:"token_ttl"`
+	// Delivery overrides the role's delivery for the service-account token.
+	Delivery string `yaml:"delivery"`
 }
 
 // KubeRule is one RBAC PolicyRule.

@@ -37,6 +37,7 @@ func (c *Config) validateRoles(ps *problems) {
 		}
 		r.validateTTL(ps, p)
 		r.validateAccess(ps, p)
+		c.validateDelivery(ps, r, p)
 		if len(r.ProviderNames()) == 0 {
 			ps.add(p, "add a provider block (vault, aws, ...) with what the session needs",
 				"the role grants nothing: it has no provider block")

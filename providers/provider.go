@@ -37,13 +37,39 @@ type Grant struct {
 	// Secrets are the raw secret values issued (tokens, keys), so the leak
 	// guard can fingerprint them; each also appears somewhere in Files.
 	Secrets []IssuedSecret
+	// UpstreamCA is the PEM bundle the egress gateway trusts for this
+	// provider's endpoints when it delivers the grant by proxy (the
+	// configured Vault CA, the cluster's CA); nil means the system roots.
+	UpstreamCA []byte
 }
+
+// Names of IssuedSecret for proxy delivery (docs/proxy-mode.md): the
+// broker replaces each named value by a placeholder of the same shape
+// wherever it appears in Files and Env, and the gateway puts the real one
+// on requests to the provider's endpoints.
+const (
+	SecretVaultToken      = "vault-token"
+	SecretAWSAccessKeyID  = "aws-access-key-id"
+	SecretAWSSecretKey    = "aws-secret-access-key"
+	SecretAWSSessionToken = "aws-session-token"
+	SecretKubeToken       = "kube-token"
+	// SecretInjectPrefix + the inject entry's env is the name of a value
+	// read for roles.<role>.inject.
+	SecretInjectPrefix = "inject:"
+)
 
 // IssuedSecret is one secret value a grant carries.
 type IssuedSecret struct {
 	Value   secret.Value
 	What    string // e.g. "vault token"
 	Expires time.Time
+	// Name says what the value is to proxy delivery (one of the Secret*
+	// names); "" for values it does not swap.
+	Name string
+	// Public marks a value that identifies rather than authenticates (an
+	// AWS access key id): proxy delivery replaces it, the leak guard does
+	// not look for it.
+	Public bool
 }
 
 // Provider is one credential backend.

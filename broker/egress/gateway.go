@@ -67,6 +67,9 @@ type Config struct {
 	HeaderTimeout time.Duration
 	// MaxConns bounds the connections open at once; default 256.
 	MaxConns int
+	// Intercept, when set, serves the session's bound hosts and plain-http
+	// requests (proxy delivery).
+	Intercept Interceptor
 }
 
 // Stats counts a gateway's connections since it opened.

@@ -96,6 +96,24 @@ func (g *Gateway) serveHTTP(cc *clientConn, rec *Record) {
 		writeStatus(cc, http.StatusForbidden, deniedValue(d), "credbroker egress: "+d.Reason)
 		return
 	}
+	if ic := g.cfg.Intercept; ic != nil {
+		switch {
+		case !pr.connect:
+			g.intercept(rec, d, func(dial Dialer) string {
+				return ic.ServeForward(g.ctx, cc, cc.br, pr.req, d.Host, pr.port, dial)
+			})
+			return
+		case ic.Binds(d.Host, pr.port):
+			if _, err := io.WriteString(cc, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+				rec.Reason = "answer CONNECT: " + shortErr(err)
+				return
+			}
+			g.intercept(rec, d, func(dial Dialer) string {
+				return ic.ServeTunnel(g.ctx, cc, cc.br, d.Host, pr.port, dial)
+			})
+			return
+		}
+	}
 	up, addr, err := g.dial(d)
 	if err != nil {
 		rec.Reason = err.Error()

@@ -58,7 +58,9 @@ func (m *Manager) SocketPath(id string) string { return filepath.Join(m.cfg.Dir,
 // socket only uid (and root) may use. It returns the socket's path, or ""
 // when the role has no egress. Opening an open session's gateway again
 // returns its path.
-func (m *Manager) Open(id, role string, uid int) (string, error) {
+//
+// ic, when not nil, intercepts the session's connections (proxy delivery).
+func (m *Manager) Open(id, role string, uid int, ic Interceptor) (string, error) {
 	if !sessionID.MatchString(id) {
 		return "", fmt.Errorf("egress: invalid session id %q", id)
 	}
@@ -79,7 +81,7 @@ func (m *Manager) Open(id, role string, uid int) (string, error) {
 		return "", err
 	}
 	g, err := Listen(path, Config{Session: id, Role: role, UID: uid, Policy: p, Dial: m.cfg.Dial,
-		Report: m.cfg.Report, Logger: m.cfg.Logger, HeaderTimeout: m.cfg.HeaderTimeout})
+		Report: m.cfg.Report, Logger: m.cfg.Logger, HeaderTimeout: m.cfg.HeaderTimeout, Intercept: ic})
 	if err != nil {
 		return "", err
 	}

@@ -137,6 +137,13 @@ func (g *Gateway) serveSOCKS(cc *clientConn, rec *Record) {
 		socksReply(cc, repNotAllowed)
 		return
 	}
+	if ic := g.cfg.Intercept; ic != nil && ic.Binds(d.Host, port) {
+		socksReply(cc, repSucceeded)
+		g.intercept(rec, d, func(dial Dialer) string {
+			return ic.ServeTunnel(g.ctx, cc, cc.br, d.Host, port, dial)
+		})
+		return
+	}
 	up, addr, err := g.dial(d)
 	if err != nil {
 		rec.Reason = err.Error()

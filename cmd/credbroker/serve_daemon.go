@@ -10,10 +10,12 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/broker/proxy"
 	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/leases/storeopen"
 	"github.com/credbroker/credbroker/providers"
@@ -54,10 +56,29 @@ func runServe(ctx context.Context, g *globalOpts, o *serveOpts) error {
 		Now:        testClock(),
 		EgressDial: egressDial(),
 		OpenStore:  storeopen.Open,
+		NewProxy:   newProxy,
 		BuildProviders: func(ctx context.Context, cfg *configs.Config, j providers.Journal, log *slog.Logger) (*providers.Registry, error) {
 			return all.Build(ctx, cfg, j, log)
 		},
 	})
+}
+
+// newProxy builds proxy delivery (broker/proxy, daemon-only: it links
+// the AWS signer).
+func newProxy(cfg *configs.Config, onLeak func(broker.ProxyLeak), log *slog.Logger) (broker.OpenProxyFunc, error) {
+	d, err := proxy.New(proxy.Options{Config: cfg, Logger: log, OnLeak: func(l proxy.Leak) {
+		onLeak(broker.ProxyLeak{Session: l.Session, Host: l.Host, Port: l.Port, What: l.What, Where: l.Where})
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return func(id string, role configs.Role, expires time.Time) (broker.ProxySession, error) {
+		s, err := d.Open(id, role, expires)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}, nil
 }
 
 // hardenProcess makes the daemon non-dumpable: no core dumps, and

@@ -174,13 +174,15 @@ func describe(err error) error {
 	return err
 }
 
-// issued lists the secret parts of STS credentials for the leak guard (the
-// access key id is an identifier, not a secret).
+// issued lists the parts of STS credentials: the secret ones for the leak
+// guard, and the access key id (an identifier, not a secret) for proxy
+// delivery, which replaces it too.
 func issued(c *ststypes.Credentials) []providers.IssuedSecret {
 	exp := aws.ToTime(c.Expiration)
 	return []providers.IssuedSecret{
-		{Value: secret.New(aws.ToString(c.SecretAccessKey)), What: "aws secret access key", Expires: exp},
-		{Value: secret.New(aws.ToString(c.SessionToken)), What: "aws session token", Expires: exp},
+		{Value: secret.New(aws.ToString(c.AccessKeyId)), What: "aws access key id", Expires: exp, Name: providers.SecretAWSAccessKeyID, Public: true},
+		{Value: secret.New(aws.ToString(c.SecretAccessKey)), What: "aws secret access key", Expires: exp, Name: providers.SecretAWSSecretKey},
+		{Value: secret.New(aws.ToString(c.SessionToken)), What: "aws session token", Expires: exp, Name: providers.SecretAWSSessionToken},
 	}
 }
 

@@ -102,16 +102,18 @@ func (p *Provider) mint(ctx context.Context, s providers.Session, role configs.R
 	if err != nil {
 		return providers.Grant{}, err
 	}
-	kubeconfig, err := renderKubeconfig(p.cluster, c.ns, c.name)
+	kubeconfig, err := renderKubeconfig(p.cluster, c.ns, c.name, role.DeliveryFor(Name) == configs.DeliveryProxy)
 	if err != nil {
 		return providers.Grant{}, err
 	}
 	l := p.lease(s, role, c, exp)
 	p.log.Info("minted service account token", "session", s.ID, "role", role.Name, "lease", l.ID, "expires", exp)
 	return providers.Grant{
-		Leases: []leases.Lease{l},
-		Files:  map[string]secret.Value{ConfigFile: kubeconfig, TokenFile: tok},
-		Env:    map[string]secret.Value{envKubeconfig: secret.New(sessionDirRef + "/" + ConfigFile)},
+		Leases:     []leases.Lease{l},
+		Files:      map[string]secret.Value{ConfigFile: kubeconfig, TokenFile: tok},
+		Env:        map[string]secret.Value{envKubeconfig: secret.New(sessionDirRef + "/" + ConfigFile)},
+		Secrets:    []providers.IssuedSecret{{Value: tok, What: "kube service account token", Expires: exp, Name: providers.SecretKubeToken}},
+		UpstreamCA: p.cluster.CAData,
 	}, nil
 }
 

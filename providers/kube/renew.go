@@ -44,7 +44,9 @@ func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Leas
 	nl.ExpiresAt = exp
 	p.log.Info("renewed service account token", "session", s.ID, "lease", l.ID, "expires", exp)
 	return providers.Grant{
-		Leases: []leases.Lease{nl},
-		Files:  map[string]secret.Value{TokenFile: tok},
+		Leases:     []leases.Lease{nl},
+		Files:      map[string]secret.Value{TokenFile: tok},
+		Secrets:    []providers.IssuedSecret{{Value: tok, What: "kube service account token", Expires: exp, Name: providers.SecretKubeToken}},
+		UpstreamCA: p.cluster.CAData,
 	}, nil
 }

@@ -59,7 +59,7 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 	}
 	g := providers.Grant{
 		Leases:  []leases.Lease{tokLease},
-		Secrets: []providers.IssuedSecret{{Value: tok, What: "vault token", Expires: tokLease.ExpiresAt}},
+		Secrets: []providers.IssuedSecret{{Value: tok, What: "vault token", Expires: tokLease.ExpiresAt, Name: providers.SecretVaultToken}},
 		Files:   map[string]secret.Value{TokenFile: tok},
 		Env: map[string]secret.Value{
 			"VAULT_ADDR":  secret.New(p.cfg.Address),
@@ -70,6 +70,7 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 		g.Env["VAULT_NAMESPACE"] = secret.New(p.cfg.Namespace)
 	}
 	if p.caPEM != nil {
+		g.UpstreamCA = p.caPEM
 		g.Files[caFile] = secret.FromBytes(p.caPEM)
 		g.Env["VAULT_CACERT"] = secret.New("${CREDBROKER_SESSION_DIR}/" + caFile)
 	}
@@ -78,6 +79,9 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 	if err == nil {
 		sc.SetToken(tok.Reveal())
 		err = p.readSecrets(ctx, sc, s, role.Vault.Secrets, &g)
+	}
+	if err == nil {
+		err = p.readInject(ctx, sc, s, role.Inject, &g)
 	}
 	if err != nil {
 		if rerr := p.revokeAccessor(ctx, tokLease.ExternalID); rerr != nil {
