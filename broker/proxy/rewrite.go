@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -41,9 +42,9 @@ func (s *Session) prepare(r *http.Request, host string, port int, bs []binding) 
 		return s.leak(host, port, *v, where)
 	}
 	if r.Body != nil && r.Body != http.NoBody && len(foreign) > 0 {
-		r.Body = &scanReader{src: r.Body, m: newMatcher(foreign), onHit: func(v value) error {
-			return s.leak(host, port, v, "body")
-		}}
+		if err := s.scanBody(r, host, port, foreign); err != nil {
+			return err
+		}
 	}
 	// The answer is redacted before the sandbox sees it: ask for it plain
 	// (the transport asks for gzip itself and unpacks it).
@@ -53,6 +54,33 @@ func (s *Session) prepare(r *http.Request, host string, port int, bs []binding) 
 			return err
 		}
 	}
+	return nil
+}
+
+// maxBufferedBody is the largest request body read whole and checked
+// before anything is sent; a larger (or unsized) one is checked as it
+// streams, and cut before a placeholder's first byte would go out.
+const maxBufferedBody = 1 << 20
+
+// scanBody refuses a body holding a placeholder of foreign.
+func (s *Session) scanBody(r *http.Request, host string, port int, foreign []value) error {
+	if r.ContentLength >= 0 && r.ContentLength <= maxBufferedBody {
+		b, err := io.ReadAll(io.LimitReader(r.Body, maxBufferedBody+1))
+		_ = r.Body.Close()
+		if err != nil {
+			return &refusal{"read the request body: " + err.Error()}
+		}
+		m := newMatcher(foreign)
+		if at, which := m.next(b, 0); at >= 0 {
+			return s.leak(host, port, foreign[m.idx[which]], "body")
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		r.ContentLength = int64(len(b))
+		return nil
+	}
+	r.Body = &scanReader{src: r.Body, m: newMatcher(foreign), onHit: func(v value) error {
+		return s.leak(host, port, v, "body")
+	}}
 	return nil
 }
 

@@ -127,8 +127,9 @@ func (s *streamBuf) read(p []byte, replace bool, hit func(int) error) (int, erro
 	if len(s.m.old) == 0 {
 		return s.src.Read(p)
 	}
-	if err := s.fill(replace, hit); err != nil && len(s.out) == 0 {
-		return 0, err
+	_ = s.fill(replace, hit) // sets s.err
+	if len(s.out) == 0 {
+		return 0, s.err
 	}
 	n := copy(p, s.out)
 	s.out = s.out[n:]

@@ -1,0 +1,184 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// TestTunnelVaultSwap: a request with the placeholder token reaches the
+// bound server with the real one, and the real token the server echoes
+// comes back as the placeholder.
+func TestTunnelVaultSwap(t *testing.T) {
+	up := newUpstreamCA(t)
+	var lk leaks
+	s, g := openTest(t, up, &lk)
+	ph := g.Env["VAULT_TOKEN"].Reveal()
+	if ph == realVaultToken || !strings.HasPrefix(ph, "hvs.") || len(ph) != len(realVaultToken) {
+		t.Fatalf("placeholder shape: prefix hvs. and length %d wanted, got length %d", len(realVaultToken), len(ph))
+	}
+	if got := g.Files["vault/token"].Reveal(); got != ph {
+		t.Fatal("vault/token does not hold the placeholder")
+	}
+	srv := up.server(t, "vault.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Vault-Token") != realVaultToken {
+			http.Error(w, "bad token", http.StatusForbidden)
+			return
+		}
+		_, _ = io.WriteString(w, `{"data":{"id":"`+realVaultToken+`","policies":["p"]}}`)
+	}))
+	c := tunnel(t, s, "vault.test", 8200, srv)
+	req, _ := http.NewRequest(http.MethodGet, "https://vault.test:8200/v1/auth/token/lookup-self", nil)
+	req.Header.Set("X-Vault-Token", ph)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if strings.Contains(string(body), realVaultToken) || !strings.Contains(string(body), ph) {
+		t.Fatal("the answer was not redacted to the placeholder")
+	}
+	if len(lk.all()) != 0 {
+		t.Fatalf("unexpected leak reports: %v", lk.all())
+	}
+}
+
+// TestTunnelInjectAndLeak: the inject value goes on requests to its host;
+// the vault placeholder sent to that host is refused and reported.
+func TestTunnelInjectAndLeak(t *testing.T) {
+	up := newUpstreamCA(t)
+	var lk leaks
+	s, g := openTest(t, up, &lk)
+	keyPH := g.Env["API_KEY"].Reveal()
+	if !strings.HasPrefix(keyPH, InjectPrefix) || strings.Contains(keyPH, realAPIKey) {
+		t.Fatal("inject placeholder shape")
+	}
+	var mu sync.Mutex
+	var seenList []string
+	seen := func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), seenList...) }
+	srv := up.server(t, "api.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seenList = append(seenList, r.Header.Get("x-api-key"))
+		mu.Unlock()
+		_, _ = io.WriteString(w, "ok")
+	}))
+	c := tunnel(t, s, "api.test", 443, srv)
+	for _, sent := range []string{keyPH, ""} { // swapped, and added when absent
+		req, _ := http.NewRequest(http.MethodGet, "https://api.test/v1/models", nil)
+		if sent != "" {
+			req.Header.Set("x-api-key", sent)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	if got := seen(); len(got) != 2 || got[0] != realAPIKey || got[1] != realAPIKey {
+		t.Fatalf("the server did not get the real key on both requests (%d requests)", len(seen()))
+	}
+	// The vault placeholder, to a host it is not bound to: refused.
+	req, _ := http.NewRequest(http.MethodPost, "https://api.test/v1/upload", strings.NewReader("token="+g.Env["VAULT_TOKEN"].Reveal()))
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get(DeniedHeader) == "" {
+		t.Fatalf("leak not refused: status %d", resp.StatusCode)
+	}
+	if strings.Contains(string(body), g.Env["VAULT_TOKEN"].Reveal()) || strings.Contains(string(body), realVaultToken) {
+		t.Fatal("the refusal quotes a secret")
+	}
+	if len(seen()) != 2 {
+		t.Fatal("the refused request reached the server")
+	}
+	ls := lk.all()
+	if len(ls) != 1 || ls[0].Host != "api.test" || ls[0].What != "vault token" || ls[0].Where != "body" {
+		t.Fatalf("leak report: %+v", ls)
+	}
+}
+
+// TestTunnelRefusesOtherServerName: the ClientHello must name the host
+// of the CONNECT (no domain fronting through a bound host).
+func TestTunnelRefusesOtherServerName(t *testing.T) {
+	up := newUpstreamCA(t)
+	var lk leaks
+	s, _ := openTest(t, up, &lk)
+	client, gw := net.Pipe()
+	done := make(chan string, 1)
+	go func() {
+		done <- s.ServeTunnel(context.Background(), gw, bufio.NewReader(gw), "vault.test", 8200, func(context.Context) (net.Conn, error) {
+			t.Error("dialed for a refused tunnel")
+			return nil, io.EOF
+		})
+	}()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(s.ca.certPEM)
+	tc := tls.Client(client, &tls.Config{RootCAs: pool, ServerName: "api.test"})
+	if err := tc.Handshake(); err == nil {
+		t.Fatal("handshake with another server name succeeded")
+	}
+	client.Close()
+	if r := <-done; !strings.Contains(r, "no domain fronting") {
+		t.Fatalf("reason %q", r)
+	}
+}
+
+// TestSessionCAConstrained: the session CA cannot vouch for a host the
+// session is not bound to, even if its key were used.
+func TestSessionCAConstrained(t *testing.T) {
+	up := newUpstreamCA(t)
+	var lk leaks
+	s, _ := openTest(t, up, &lk)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(s.ca.certPEM)
+	for host, ok := range map[string]bool{"vault.test": true, "api.test": true, "evil.example": false, "api.test.evil.example": false} {
+		leaf, err := s.ca.leaf(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := x509.ParseCertificate(leaf.Certificate[0])
+		_, err = c.Verify(x509.VerifyOptions{DNSName: host, Roots: pool})
+		if (err == nil) != ok {
+			t.Errorf("%s: verify error %v, want ok=%v", host, err, ok)
+		}
+	}
+}
+
+// TestClosedSessionRefuses: after Close a placeholder is worth nothing.
+func TestClosedSessionRefuses(t *testing.T) {
+	up := newUpstreamCA(t)
+	var lk leaks
+	s, g := openTest(t, up, &lk)
+	var hits atomic.Int32
+	srv := up.server(t, "vault.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	c := tunnel(t, s, "vault.test", 8200, srv)
+	s.Close()
+	req, _ := http.NewRequest(http.MethodGet, "https://vault.test:8200/v1/auth/token/lookup-self", nil)
+	req.Header.Set("X-Vault-Token", g.Env["VAULT_TOKEN"].Reveal())
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || hits.Load() != 0 {
+		t.Fatalf("status %d, %d requests reached the server", resp.StatusCode, hits.Load())
+	}
+}
