@@ -60,7 +60,7 @@ type Options struct {
 	Logger *slog.Logger
 	// RootsPEM is the system trust: upstream servers without a provider
 	// CA are verified against it, and it starts the bundle file. Nil
-	// reads the system bundle.
+	// reads $SSL_CERT_FILE, else the system bundle.
 	RootsPEM []byte
 	// OnLeak is told of every attempted leak (the broker audits it and,
 	// unless broker.egress.leak_action is refuse, revokes the session).
@@ -79,7 +79,11 @@ func New(o Options) (*Delivery, error) {
 		o.Logger = slog.Default()
 	}
 	if o.RootsPEM == nil {
-		for _, f := range systemBundles {
+		files := systemBundles
+		if f := os.Getenv("SSL_CERT_FILE"); f != "" {
+			files = []string{f} // as Go and OpenSSL do
+		}
+		for _, f := range files {
 			if b, err := os.ReadFile(f); err == nil {
 				o.RootsPEM = b
 				break

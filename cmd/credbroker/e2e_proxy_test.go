@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/credbroker/credbroker/agentenv/sandbox/sandboxtest"
+	"github.com/credbroker/credbroker/providers/kube/kubetest"
+	"github.com/credbroker/credbroker/providers/vault/vaulttest"
+)
+
+// apiHost is the injected-secret test server's name (→ 127.0.0.1).
+const apiHost = "api.credbroker.test"
+
+// proxyAPI serves https://apiHost with a certificate of ca and answers
+// "api-ok" only to requests carrying key in x-api-key.
+func proxyAPI(t *testing.T, ca *testCA, key string) int {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("x-api-key") != key {
+			http.Error(w, "api-denied", http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, "api-ok")
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.serverCert(t, apiHost)}, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return int(netip.MustParseAddrPort(srv.Listener.Addr().String()).Port())
+}
+
+// TestProxyDeliveryBwrap: with delivery: proxy, the official clients in
+// bubblewrap work with only placeholders: the vault CLI reads a secret and
+// looks its token up (the answer shows the placeholder, not the token),
+// kubectl lists pods through the session CA, curl reaches an HTTPS API
+// with an injected key (swapped, and added when absent). Nothing the
+// sandbox saw (env, files, every answer) holds a real value: the leak
+// guard, which fingerprints both, finds only placeholders in it. Each
+// placeholder is refused by Vault and kube-apiserver directly. A
+// placeholder sent to another bound host is refused and audited, and
+// the session is revoked.
+func TestProxyDeliveryBwrap(t *testing.T) {
+	t.Parallel()
+	sandboxtest.RequireEngine(t, "bwrap")
+	srv := vaulttest.Start(t)
+	vaulttest.Seed(t, srv)
+	e := newE2EAt(t, srv, strings.Replace(srv.Addr, "127.0.0.1", vaultHost, 1))
+	kube := kubetest.Shared(t)
+	ns := kube.Namespace(t)
+	if err := kube.CreateRole(context.Background(), kubetest.PodReader(ns)); err != nil {
+		t.Fatal(err)
+	}
+	e.addSecret(t, kube.Token(kubetest.AdminUser))
+	b := make([]byte, 16)
+	rand.Read(b)
+	apiKey := "sk-test-" + hex.EncodeToString(b)
+	e.addSecret(t, apiKey)
+	if _, err := e.tokenClient(t, vaulttest.RootToken).Logical().Write("secret/data/agent/readonly/apikey",
+		map[string]any{"data": map[string]any{"key": apiKey}}); err != nil {
+		t.Fatal(err)
+	}
+	ca := newTestCA(t)
+	apiPort := proxyAPI(t, ca, apiKey)
+	// The daemon trusts the API's test CA as a system root.
+	system, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+	if err != nil {
+		t.Fatalf("read the system CA bundle: %v (install Debian's ca-certificates)", err)
+	}
+	roots := filepath.Join(e.dir, "roots.pem")
+	if err := os.WriteFile(roots, append(append(system, '\n'), ca.PEM...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kc, err := os.ReadFile(kube.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(e.dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(strings.ReplaceAll(string(kc), "https://127.0.0.1:", "https://"+kubeHost+":")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	provs := fmt.Sprintf("providers:\n  kube:\n    kubeconfig: %s\n    context: %s\n", kubeconfig, kubetest.AdminContext)
+	if err := os.WriteFile(e.config, []byte(strings.Replace(string(cfg), "providers:\n", provs, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	api := apiHost + ":" + strconv.Itoa(apiPort)
+	e.egressConfig(t, "agent-proxy", []string{vaultHost, kubeHost, apiHost}, []string{api}, fmt.Sprintf(`    delivery: proxy
+    vault:
+      policies: [agent-readonly]
+    kube:
+      namespace: %s
+      role: pod-reader
+      token_ttl: 10m
+    inject:
+      - env: API_KEY
+        path: secret/data/agent/readonly/apikey
+        field: key
+        hosts: [%q]
+        header: "x-api-key: {}"
+`, ns, api))
+	e.serve(t, "SSL_CERT_FILE="+roots)
+
+	base, err := os.MkdirTemp("", "credbroker-proxy-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	project := e.sandboxProject(t, base, nil, map[string]string{"vault": vaulttest.Binary()})
+	url := "https://" + api + "/check"
+	script := `echo "vault: $(/workspace/vault kv get -field=region secret/agent/readonly/config 2>&1)"
+echo "lookup: $(/workspace/vault token lookup -format=json 2>&1 | tr -d '\n ')"
+echo "kubectl: $(kubectl get pods 2>&1)"
+echo "api: $(curl -sS -H "x-api-key: $API_KEY" ` + url + ` 2>&1)"
+echo "api-added: $(curl -sS ` + url + ` 2>&1)"
+echo "==== env"; env
+echo "==== files"; find "$CREDBROKER_SESSION_DIR" -type f -exec cat {} + 2>&1
+echo "==== leak"
+echo "leak: $(curl -sS -o /dev/null -w '%{http_code}' -H "x-other: $VAULT_TOKEN" ` + url + ` 2>&1)"
+sleep 1
+echo "after-leak: $(/workspace/vault kv get -field=region secret/agent/readonly/config >/dev/null 2>&1 && echo works || echo refused)"`
+	p := e.start(t, "run clients (bwrap, proxy)", nil, "run", "--role", "agent-proxy", "--sandbox", "bwrap",
+		"--project", project, "--uid", strconv.Itoa(nobody), "--", "sh", "-c", script)
+	code := p.wait(t, 3*time.Minute)
+	out := p.stdout.String()
+	if code != 0 && !strings.Contains(out, "after-leak:") {
+		t.Fatalf("exit status %d\nstderr:\n%s", code, p.stderr)
+	}
+	got := lines(out)
+	env := map[string]string{}
+	for l := range strings.Lines(out) {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok && (k == "VAULT_TOKEN" || k == "API_KEY") {
+			env[k] = v
+		}
+	}
+	checks := []struct {
+		key, want string
+		ok        func(string) bool
+	}{
+		{"vault", "eu-west-1", func(s string) bool { return s == "eu-west-1" }},
+		{"lookup", "the placeholder as the token's id", func(s string) bool {
+			return env["VAULT_TOKEN"] != "" && strings.Contains(s, `"id":"`+env["VAULT_TOKEN"]+`"`)
+		}},
+		{"kubectl", "No resources found in " + ns, func(s string) bool { return strings.Contains(s, "No resources found in "+ns+" namespace") }},
+		{"api", "api-ok", func(s string) bool { return s == "api-ok" }},
+		{"api-added", "api-ok", func(s string) bool { return s == "api-ok" }},
+		{"leak", "403", func(s string) bool { return s == "403" }},
+		{"after-leak", "refused", func(s string) bool { return s == "refused" }},
+	}
+	for _, c := range checks {
+		if !c.ok(got[c.key]) {
+			t.Errorf("%s: %q, want %s", c.key, got[c.key], c.want)
+		}
+	}
+	if !strings.HasPrefix(env["API_KEY"], "cbph_") || strings.Contains(out, apiKey) {
+		t.Errorf("API_KEY in the sandbox is not a placeholder, or the real key reached it")
+	}
+	e.requireNoRealSecrets(t, out)
+
+	// Each placeholder straight at its server: refused.
+	e.requireTokenRejected(t, env["VAULT_TOKEN"])
+	kubeTok := ""
+	for l := range strings.Lines(out) {
+		if strings.HasPrefix(l, "eyJ") && strings.Count(strings.TrimSpace(l), ".") == 2 {
+			kubeTok = strings.TrimSpace(l)
+		}
+	}
+	if kubeTok == "" {
+		t.Fatal("no kube token placeholder in the sandbox's files")
+	}
+	cs, err := kubernetes.NewForConfig(kube.TokenConfig(kubeTok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{}); !apierrors.IsUnauthorized(err) {
+		t.Errorf("the kube placeholder used directly: %v, want Unauthorized", err)
+	}
+
+	log, err := os.ReadFile(filepath.Join(e.stateDir, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), `"event":"proxy.leak_attempt"`) || !strings.Contains(string(log), "proxy: placeholder of the vault token") {
+		t.Errorf("no proxy.leak_attempt record and leak revocation in the audit log")
+	}
+	t.Logf("agent output (placeholders only):\n%s", out)
+}
+
+// requireNoRealSecrets runs the leak guard over what the sandbox saw: it
+// fingerprints every real value the broker issued and every placeholder,
+// so any finding that is not a placeholder is a real value that reached
+// the sandbox. At least one placeholder must be found (the scan works).
+func (e *e2e) requireNoRealSecrets(t *testing.T, seen string) {
+	t.Helper()
+	f := filepath.Join(e.dir, "sandbox-saw.txt")
+	if err := os.WriteFile(f, []byte(seen), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(cbBin, "--config", e.config, "guard", "scan", "--no-revoke", "-o", "json", f)
+	cmd.Env = baseEnv()
+	raw, _ := cmd.Output() // exit 1 when something is found
+	var res struct {
+		Findings []struct {
+			What string `json:"what"`
+		} `json:"findings"`
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		t.Fatalf("guard scan output: %v", err)
+	}
+	placeholders := 0
+	for _, fd := range res.Findings {
+		if strings.HasPrefix(fd.What, "placeholder for ") {
+			placeholders++
+			continue
+		}
+		t.Errorf("a real %s reached the sandbox", fd.What)
+	}
+	if placeholders == 0 {
+		t.Errorf("the guard found no placeholder in what the sandbox saw: the scan proves nothing")
+	}
+}
