@@ -1,0 +1,176 @@
+package awssig
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/credbroker/credbroker/internal/secret"
+)
+
+// Test credentials: the sandbox's placeholders and the real ones.
+var (
+	placeholder = Creds{AccessKeyID: "ASIAPLACEHOLDER00001", Secret: secret.New("placeholder-secret/abc+def"),
+		SessionToken: secret.New("placeholder-token-FwoGZXIvYXdzEJr")}
+	realCreds = Creds{AccessKeyID: "ASIAREALKEY000000001", Secret: secret.New("real-secret/xyz+123"),
+		SessionToken: secret.New("real-token-IQoJb3JpZ2luX2VjEPz")}
+	testNow = time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+)
+
+// secretsOf are the values that must never be printed.
+func secretsOf() []string {
+	return []string{placeholder.Secret.Reveal(), placeholder.SessionToken.Reveal(),
+		realCreds.Secret.Reveal(), realCreds.SessionToken.Reveal()}
+}
+
+func sdkCreds(c Creds) aws.Credentials {
+	return aws.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.Secret.Reveal(), SessionToken: c.SessionToken.Reveal()}
+}
+
+// reqSpec describes a request a client signs with aws-sdk-go-v2's signer.
+type reqSpec struct {
+	method, url, service string
+	body                 string
+	header               map[string]string
+	payload              string // X-Amz-Content-Sha256 for S3: "" = hex of body
+}
+
+// sdkSigned builds the request and signs it as an AWS SDK would.
+func sdkSigned(t *testing.T, s reqSpec, c Creds, at time.Time) *http.Request {
+	t.Helper()
+	r, err := http.NewRequestWithContext(context.Background(), s.method, s.url, strings.NewReader(s.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.body == "" {
+		r.Body, r.ContentLength = http.NoBody, 0
+	}
+	for k, v := range s.header {
+		r.Header.Set(k, v)
+	}
+	hash := s.payload
+	if hash == "" {
+		sum := sha256.Sum256([]byte(s.body))
+		hash = hex.EncodeToString(sum[:])
+	}
+	if s.service == "s3" {
+		r.Header.Set("X-Amz-Content-Sha256", hash)
+	}
+	signer := v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = s.service == "s3" })
+	if err := signer.SignHTTP(context.Background(), sdkCreds(c), r, hash, s.service, "us-east-1", at); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// overWire sends r through HTTP/1.1 framing and reads it back as a server
+// does, so the tests see what a gateway sees.
+func overWire(t *testing.T, r *http.Request) *http.Request {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := r.Write(&buf); err != nil {
+		t.Fatalf("write request: %v", err)
+	}
+	got, err := http.ReadRequest(bufio.NewReader(&buf))
+	if err != nil {
+		t.Fatalf("read request: %v", err)
+	}
+	return got
+}
+
+// assertSecretFree fails if err's text holds a secret value.
+func assertSecretFree(t *testing.T, err error) {
+	t.Helper()
+	for _, s := range secretsOf() {
+		if strings.Contains(err.Error(), s) {
+			t.Fatalf("error text holds a secret value: %q", err.Error())
+		}
+	}
+}
+
+// testChunks is an aws-chunked signer written apart from chunked.go,
+// straight from the S3 documentation, so the two can check each other.
+type testChunks struct {
+	key            []byte
+	amzDate, scope string
+	prev           string
+}
+
+func newTestChunks(secret, amzDate, scope, seed string) *testChunks {
+	parts := strings.Split(scope, "/")
+	k := []byte("AWS4" + secret)
+	for _, p := range parts {
+		m := hmac.New(sha256.New, k)
+		m.Write([]byte(p))
+		k = m.Sum(nil)
+	}
+	return &testChunks{key: k, amzDate: amzDate, scope: scope, prev: seed}
+}
+
+func (c *testChunks) sign(kind, last string) string {
+	m := hmac.New(sha256.New, c.key)
+	m.Write([]byte(kind + "\n" + c.amzDate + "\n" + c.scope + "\n" + c.prev + "\n" + last))
+	c.prev = hex.EncodeToString(m.Sum(nil))
+	return c.prev
+}
+
+// body encodes data in chunks of size n, signed, with optional trailers.
+func (c *testChunks) body(data []byte, n int, trailers ...string) []byte {
+	empty := sha256.Sum256(nil)
+	var b bytes.Buffer
+	for off := 0; ; off += n {
+		chunk := data[min(off, len(data)):min(off+n, len(data))]
+		sum := sha256.Sum256(chunk)
+		sig := c.sign("AWS4-HMAC-SHA256-PAYLOAD", hex.EncodeToString(empty[:])+"\n"+hex.EncodeToString(sum[:]))
+		fmt.Fprintf(&b, "%x;chunk-signature=%s\r\n", len(chunk), sig)
+		b.Write(chunk)
+		if len(chunk) == 0 {
+			break
+		}
+		b.WriteString("\r\n")
+	}
+	if len(trailers) > 0 {
+		var canon string
+		for _, tr := range trailers {
+			b.WriteString(tr + "\r\n")
+			canon += tr + "\n"
+		}
+		sum := sha256.Sum256([]byte(canon))
+		b.WriteString("x-amz-trailer-signature:" + c.sign("AWS4-HMAC-SHA256-TRAILER", hex.EncodeToString(sum[:])) + "\r\n")
+	}
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+// authField returns a field (Signature, Credential) of r's Authorization.
+func authField(t *testing.T, r *http.Request, field string) string {
+	t.Helper()
+	for p := range strings.SplitSeq(strings.TrimPrefix(r.Header.Get("Authorization"), algorithm+" "), ",") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && k == field {
+			return v
+		}
+	}
+	t.Fatalf("no %s in Authorization", field)
+	return ""
+}
+
+func readAll(t *testing.T, r io.Reader) []byte {
+	t.Helper()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return b
+}
