@@ -48,7 +48,7 @@ type reqSpec struct {
 }
 
 // sdkSigned builds the request and signs it as an AWS SDK would.
-func sdkSigned(t *testing.T, s reqSpec, c Creds, at time.Time) *http.Request {
+func sdkSigned(t testing.TB, s reqSpec, c Creds, at time.Time) *http.Request {
 	t.Helper()
 	r, err := http.NewRequestWithContext(context.Background(), s.method, s.url, strings.NewReader(s.body))
 	if err != nil {
