@@ -31,8 +31,7 @@ func chunkedRequest(t *testing.T, data []byte, chunk int, mode string, trailers 
 	if len(trailers) > 0 {
 		r.Header.Set("X-Amz-Trailer", strings.Split(trailers[0], ":")[0])
 	}
-	if err := v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true }).
-		SignHTTP(context.Background(), sdkCreds(placeholder), r, mode, "s3", "us-east-1", at); err != nil {
+	if err := sdkSigner(true).SignHTTP(context.Background(), sdkCreds(placeholder), r, mode, "s3", "us-east-1", at); err != nil {
 		t.Fatal(err)
 	}
 	chunks := newTestChunks(placeholder.Secret.Reveal(), at.Format(amzDateFormat), at.Format("20060102")+"/us-east-1/s3/aws4_request", authField(t, r, "Signature"))

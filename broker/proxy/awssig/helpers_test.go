@@ -68,11 +68,16 @@ func sdkSigned(t testing.TB, s reqSpec, c Creds, at time.Time) *http.Request {
 	if s.service == "s3" {
 		r.Header.Set("X-Amz-Content-Sha256", hash)
 	}
-	signer := v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = s.service == "s3" })
-	if err := signer.SignHTTP(context.Background(), sdkCreds(c), r, hash, s.service, "us-east-1", at); err != nil {
+	if err := sdkSigner(s.service == "s3").SignHTTP(context.Background(), sdkCreds(c), r, hash, s.service, "us-east-1", at); err != nil {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// sdkSigner is aws-sdk-go-v2's signer as its S3 client (s3) or any other
+// client sets it up.
+func sdkSigner(s3 bool) *v4.Signer {
+	return v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = s3 })
 }
 
 // overWire sends r through HTTP/1.1 framing and reads it back as a server
