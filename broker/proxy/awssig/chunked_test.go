@@ -12,6 +12,8 @@ import (
 	"time"
 
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/credbroker/credbroker/broker/proxy/awssig/awssigtest"
 )
 
 // chunkedRequest is an S3 PUT of data with a signed aws-chunked body, as
@@ -19,7 +21,7 @@ import (
 func chunkedRequest(t *testing.T, data []byte, chunk int, mode string, trailers []string, at time.Time) *http.Request {
 	t.Helper()
 	// The encoded length does not depend on the signatures.
-	length := len(newTestChunks("x", "x", "x/x/x/aws4_request", "").body(data, chunk, trailers...))
+	length := awssigtest.EncodedLength(data, chunk, trailers...)
 	r, err := http.NewRequestWithContext(context.Background(), "PUT", "http://127.0.0.1:9000/bucket/big.bin", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +37,7 @@ func chunkedRequest(t *testing.T, data []byte, chunk int, mode string, trailers 
 		t.Fatal(err)
 	}
 	chunks := newTestChunks(placeholder.Secret.Reveal(), at.Format(amzDateFormat), at.Format("20060102")+"/us-east-1/s3/aws4_request", authField(t, r, "Signature"))
-	r.Body = io.NopCloser(bytes.NewReader(chunks.body(data, chunk, trailers...)))
+	r.Body = io.NopCloser(bytes.NewReader(chunks.Body(data, chunk, trailers...)))
 	return overWire(t, r)
 }
 
@@ -64,7 +66,7 @@ func TestResignChunked(t *testing.T) {
 			}
 			// What the real chain must produce, by the independent signer.
 			want := newTestChunks(realCreds.Secret.Reveal(), testNow.Format(amzDateFormat), testNow.Format("20060102")+"/us-east-1/s3/aws4_request",
-				authField(t, in, "Signature")).body(data, tc.chunk, tc.trailers...)
+				authField(t, in, "Signature")).Body(data, tc.chunk, tc.trailers...)
 			if !bytes.Equal(got, want) {
 				t.Fatalf("re-signed body differs from the real chain's (first 200 bytes: %q)", got[:min(200, len(got))])
 			}

@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -17,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
+	"github.com/credbroker/credbroker/broker/proxy/awssig/awssigtest"
 	"github.com/credbroker/credbroker/internal/secret"
 )
 
@@ -105,58 +104,9 @@ func assertSecretFree(t *testing.T, err error) {
 	}
 }
 
-// testChunks is an aws-chunked signer written apart from chunked.go,
-// straight from the S3 documentation, so the two can check each other.
-type testChunks struct {
-	key            []byte
-	amzDate, scope string
-	prev           string
-}
-
-func newTestChunks(secret, amzDate, scope, seed string) *testChunks {
-	parts := strings.Split(scope, "/")
-	k := []byte("AWS4" + secret)
-	for _, p := range parts {
-		m := hmac.New(sha256.New, k)
-		m.Write([]byte(p))
-		k = m.Sum(nil)
-	}
-	return &testChunks{key: k, amzDate: amzDate, scope: scope, prev: seed}
-}
-
-func (c *testChunks) sign(kind, last string) string {
-	m := hmac.New(sha256.New, c.key)
-	m.Write([]byte(kind + "\n" + c.amzDate + "\n" + c.scope + "\n" + c.prev + "\n" + last))
-	c.prev = hex.EncodeToString(m.Sum(nil))
-	return c.prev
-}
-
-// body encodes data in chunks of size n, signed, with optional trailers.
-func (c *testChunks) body(data []byte, n int, trailers ...string) []byte {
-	empty := sha256.Sum256(nil)
-	var b bytes.Buffer
-	for off := 0; ; off += n {
-		chunk := data[min(off, len(data)):min(off+n, len(data))]
-		sum := sha256.Sum256(chunk)
-		sig := c.sign("AWS4-HMAC-SHA256-PAYLOAD", hex.EncodeToString(empty[:])+"\n"+hex.EncodeToString(sum[:]))
-		fmt.Fprintf(&b, "%x;chunk-signature=%s\r\n", len(chunk), sig)
-		b.Write(chunk)
-		if len(chunk) == 0 {
-			break
-		}
-		b.WriteString("\r\n")
-	}
-	if len(trailers) > 0 {
-		var canon string
-		for _, tr := range trailers {
-			b.WriteString(tr + "\r\n")
-			canon += tr + "\n"
-		}
-		sum := sha256.Sum256([]byte(canon))
-		b.WriteString("x-amz-trailer-signature:" + c.sign("AWS4-HMAC-SHA256-TRAILER", hex.EncodeToString(sum[:])) + "\r\n")
-	}
-	b.WriteString("\r\n")
-	return b.Bytes()
+// newTestChunks is the independent chunk signer of awssigtest.
+func newTestChunks(secret, amzDate, scope, seed string) *awssigtest.ChunkSigner {
+	return awssigtest.NewChunkSigner(secret, amzDate, scope, seed)
 }
 
 // authField returns a field (Signature, Credential) of r's Authorization.

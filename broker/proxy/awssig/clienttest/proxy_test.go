@@ -1,4 +1,4 @@
-package awssig
+package clienttest
 
 import (
 	"crypto/rand"
@@ -17,6 +17,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/credbroker/credbroker/broker/proxy/awssig"
 	"github.com/credbroker/credbroker/internal/secret"
 )
 
@@ -26,7 +29,7 @@ import (
 // every refusal.
 type resignProxy struct {
 	upstream *url.URL
-	rs       *Resigner
+	rs       *awssig.Resigner
 	mu       sync.Mutex
 	modes    map[string]int
 	refusals []string
@@ -42,7 +45,7 @@ func (p *resignProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := p.rs.Resign(out); err != nil {
 		p.refused(err)
-		var re *RefusedError
+		var re *awssig.RefusedError
 		if errors.As(err, &re) {
 			w.Header().Set("Content-Type", "application/xml")
 			w.WriteHeader(http.StatusForbidden)
@@ -118,12 +121,28 @@ func startProxy(t *testing.T, p *resignProxy, tls bool) (endpoint, caFile string
 }
 
 // randomCreds are session-shaped placeholders, random per test.
-func randomCreds(t *testing.T) Creds {
+func randomCreds(t *testing.T) awssig.Creds {
 	t.Helper()
 	b := make([]byte, 60)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
 	h := hex.EncodeToString(b)
-	return Creds{AccessKeyID: "ASIA" + strings.ToUpper(h[:16]), Secret: secret.New(h[16:56]), SessionToken: secret.New("IQoJ" + h[56:])}
+	return awssig.Creds{AccessKeyID: "ASIA" + strings.ToUpper(h[:16]), Secret: secret.New(h[16:56]), SessionToken: secret.New("IQoJ" + h[56:])}
+}
+
+func sdkCreds(c awssig.Creds) aws.Credentials {
+	return aws.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.Secret.Reveal(), SessionToken: c.SessionToken.Reveal()}
+}
+
+// authField returns a field (Signature, Credential) of r's Authorization.
+func authField(t *testing.T, r *http.Request, field string) string {
+	t.Helper()
+	for p := range strings.SplitSeq(strings.TrimPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 "), ",") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && k == field {
+			return v
+		}
+	}
+	t.Fatalf("no %s in Authorization", field)
+	return ""
 }

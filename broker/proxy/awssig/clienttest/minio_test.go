@@ -1,4 +1,4 @@
-package awssig
+package clienttest
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/credbroker/credbroker/broker/proxy/awssig"
 	"github.com/credbroker/credbroker/internal/secret"
 	"github.com/credbroker/credbroker/providers/awssts/miniotest"
 )
@@ -27,9 +28,9 @@ const awsCLI = "/usr/bin/aws" // Debian's awscli (scripts/install-deps.sh)
 // only to long-term keys) and the sandbox's placeholders.
 type minioRig struct {
 	srv         *miniotest.Server
-	session     Creds
-	root        Creds
-	placeholder Creds
+	session     awssig.Creds
+	root        awssig.Creds
+	placeholder awssig.Creds
 }
 
 func newMinIORig(t *testing.T) *minioRig {
@@ -46,21 +47,21 @@ func newMinIORig(t *testing.T) *minioRig {
 		t.Fatalf("assume role at minio: %v", err)
 	}
 	return &minioRig{srv: srv,
-		session: Creds{AccessKeyID: *out.Credentials.AccessKeyId, Secret: secret.New(*out.Credentials.SecretAccessKey),
+		session: awssig.Creds{AccessKeyID: *out.Credentials.AccessKeyId, Secret: secret.New(*out.Credentials.SecretAccessKey),
 			SessionToken: secret.New(*out.Credentials.SessionToken)},
-		root:        Creds{AccessKeyID: miniotest.RootUser, Secret: secret.New(miniotest.RootPassword)},
+		root:        awssig.Creds{AccessKeyID: miniotest.RootUser, Secret: secret.New(miniotest.RootPassword)},
 		placeholder: randomCreds(t)}
 }
 
 // proxy starts a re-signing proxy in front of MinIO with rc as the real
 // credentials.
-func (m *minioRig) proxy(t *testing.T, rc Creds, tls bool) (p *resignProxy, endpoint, caFile string) {
+func (m *minioRig) proxy(t *testing.T, rc awssig.Creds, tls bool) (p *resignProxy, endpoint, caFile string) {
 	t.Helper()
 	u, err := url.Parse(m.srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p = &resignProxy{upstream: u, rs: &Resigner{Placeholder: m.placeholder, Real: func() Creds { return rc }}}
+	p = &resignProxy{upstream: u, rs: &awssig.Resigner{Placeholder: m.placeholder, Real: func() awssig.Creds { return rc }}}
 	endpoint, caFile = startProxy(t, p, tls)
 	return p, endpoint, caFile
 }
@@ -196,7 +197,7 @@ func TestMinIOPlaceholderRefusedDirect(t *testing.T) {
 		}
 	}
 	out, err = run(t, env, awsCLI, "--endpoint-url", endpoint, "s3", "ls", "s3://"+miniotest.Readable+"/")
-	if err == nil || !strings.Contains(out, CodeSignatureDoesNotMatch) {
+	if err == nil || !strings.Contains(out, awssig.CodeSignatureDoesNotMatch) {
 		t.Fatalf("aws s3 ls through the proxy with a wrong secret: err %v, want SignatureDoesNotMatch:\n%s", err, out)
 	}
 	if len(p.refusals) == 0 {
