@@ -81,7 +81,7 @@ func sdkSigner(s3 bool) *v4.Signer {
 
 // overWire sends r through HTTP/1.1 framing and reads it back as a server
 // does, so the tests see what a gateway sees.
-func overWire(t *testing.T, r *http.Request) *http.Request {
+func overWire(t testing.TB, r *http.Request) *http.Request {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := r.Write(&buf); err != nil {
