@@ -40,4 +40,3 @@ func BenchmarkChunkRewriter(b *testing.B) {
 		}
 	}
 }
-
