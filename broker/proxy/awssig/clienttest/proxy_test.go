@@ -40,8 +40,11 @@ func (p *resignProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.RequestURI = ""
 	out.URL.Scheme, out.URL.Host = p.upstream.Scheme, p.upstream.Host
 	mode := r.Header.Get("X-Amz-Content-Sha256")
-	if len(mode) == 64 {
+	switch len(mode) {
+	case 64:
 		mode = "sha256 hex"
+	case 0:
+		mode = "body hashed (not S3)"
 	}
 	if err := p.rs.Resign(out); err != nil {
 		p.refused(err)
