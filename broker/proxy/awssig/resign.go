@@ -43,6 +43,11 @@ const (
 // re-signed as it is read; a bad chunk fails that read with a
 // *RefusedError. Every other refusal is a *RefusedError returned here, and
 // r is then unchanged except for a hashed body, which is restored.
+//
+// The caller decides where r may go: Resign signs for whatever Host,
+// region and service the agent signed, so route only to hosts the
+// session's AWS credentials are bound to, and call Resign after the last
+// change to r's headers, path, query and Host.
 func (s *Resigner) Resign(r *http.Request) error {
 	now := time.Now
 	if s.Now != nil {
