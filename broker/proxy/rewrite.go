@@ -46,13 +46,16 @@ func (s *Session) prepare(r *http.Request, host string, port int, bs []binding) 
 			return err
 		}
 	}
-	// The answer is redacted before the sandbox sees it: ask for it plain
-	// (the transport asks for gzip itself and unpacks it).
-	r.Header.Del("Accept-Encoding")
 	for _, b := range bs {
 		if err := s.apply(r, b, vals); err != nil {
 			return err
 		}
+	}
+	// The answer is redacted before the sandbox sees it: ask for it plain
+	// (the transport asks for gzip itself and unpacks it), unless the
+	// header is signed (SigV4), when a packed answer is refused.
+	if !strings.Contains(strings.ToLower(r.Header.Get("Authorization")), "accept-encoding") {
+		r.Header.Del("Accept-Encoding")
 	}
 	return nil
 }

@@ -23,7 +23,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/credbroker/credbroker/agentenv/sandbox/sandboxtest"
+	"github.com/credbroker/credbroker/providers/awssts/miniotest"
 	"github.com/credbroker/credbroker/providers/kube/kubetest"
 	"github.com/credbroker/credbroker/providers/vault/vaulttest"
 )
@@ -64,12 +68,14 @@ func TestProxyDeliveryBwrap(t *testing.T) {
 	srv := vaulttest.Start(t)
 	vaulttest.Seed(t, srv)
 	e := newE2EAt(t, srv, strings.Replace(srv.Addr, "127.0.0.1", vaultHost, 1))
+	minio := miniotest.Start(t)
 	kube := kubetest.Shared(t)
 	ns := kube.Namespace(t)
 	if err := kube.CreateRole(context.Background(), kubetest.PodReader(ns)); err != nil {
 		t.Fatal(err)
 	}
 	e.addSecret(t, kube.Token(kubetest.AdminUser))
+	e.addSecret(t, miniotest.RootPassword)
 	b := make([]byte, 16)
 	rand.Read(b)
 	apiKey := "sk-test-" + hex.EncodeToString(b)
@@ -101,14 +107,20 @@ func TestProxyDeliveryBwrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	provs := fmt.Sprintf("providers:\n  kube:\n    kubeconfig: %s\n    context: %s\n", kubeconfig, kubetest.AdminContext)
+	minioURL := strings.Replace(minio.URL, "127.0.0.1", minioHost, 1)
+	provs := fmt.Sprintf("providers:\n  aws:\n    region: %s\n    sts_endpoint: %s\n    endpoint_url: %s\n    revocation: minio-revoke-tokens\n  kube:\n    kubeconfig: %s\n    context: %s\n",
+		miniotest.Region, minioURL, minioURL, kubeconfig, kubetest.AdminContext)
 	if err := os.WriteFile(e.config, []byte(strings.Replace(string(cfg), "providers:\n", provs, 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	api := apiHost + ":" + strconv.Itoa(apiPort)
-	e.egressConfig(t, "agent-proxy", []string{vaultHost, kubeHost, apiHost}, []string{api}, fmt.Sprintf(`    delivery: proxy
+	e.egressConfig(t, "agent-proxy", []string{vaultHost, kubeHost, apiHost, minioHost}, []string{api}, fmt.Sprintf(`    delivery: proxy
     vault:
       policies: [agent-readonly]
+    aws:
+      role_arn: arn:aws:iam::000000000000:role/agent-s3
+      max_duration: 15m
+      policy: '%s'
     kube:
       namespace: %s
       role: pod-reader
@@ -119,8 +131,10 @@ func TestProxyDeliveryBwrap(t *testing.T) {
         field: key
         hosts: [%q]
         header: "x-api-key: {}"
-`, ns, api))
-	e.serve(t, "SSL_CERT_FILE="+roots)
+`, readWritePolicy, ns, api))
+	none := filepath.Join(e.dir, "no-such-aws-file")
+	e.serve(t, "SSL_CERT_FILE="+roots, "AWS_ACCESS_KEY_ID="+miniotest.RootUser, "AWS_SECRET_ACCESS_KEY="+miniotest.RootPassword,
+		"AWS_CONFIG_FILE="+none, "AWS_SHARED_CREDENTIALS_FILE="+none)
 
 	base, err := os.MkdirTemp("", "credbroker-proxy-")
 	if err != nil {
@@ -134,6 +148,12 @@ echo "lookup: $(/workspace/vault token lookup -format=json 2>&1 | tr -d '\n ')"
 echo "kubectl: $(kubectl get pods 2>&1)"
 echo "api: $(curl -sS -H "x-api-key: $API_KEY" ` + url + ` 2>&1)"
 echo "api-added: $(curl -sS ` + url + ` 2>&1)"
+head -c 52428800 /dev/urandom > /tmp/big
+echo "aws-ls: $(aws s3 ls s3://` + miniotest.Readable + `/ 2>&1 | tr '\n' ' ')"
+echo "aws-up: $(aws s3 cp --only-show-errors /tmp/big s3://` + miniotest.Readable + `/big.bin 2>&1 && echo uploaded)"
+echo "aws-down: $(aws s3 cp --only-show-errors s3://` + miniotest.Readable + `/big.bin /tmp/big2 2>&1 && cmp /tmp/big /tmp/big2 && echo same)"
+echo "aws-other: $(aws s3 ls s3://` + miniotest.Other + `/ 2>&1 | tr '\n' ' ')"
+echo "boto3: $(python3 -c 'import boto3,os; c=boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]); print(sorted(o["Key"] for o in c.list_objects_v2(Bucket="` + miniotest.Readable + `")["Contents"]))' 2>&1 | tail -1)"
 echo "==== env"; env
 echo "==== files"; find "$CREDBROKER_SESSION_DIR" -type f -exec cat {} + 2>&1
 echo "==== leak"
@@ -165,6 +185,13 @@ echo "after-leak: $(/workspace/vault kv get -field=region secret/agent/readonly/
 		{"kubectl", "No resources found in " + ns, func(s string) bool { return strings.Contains(s, "No resources found in "+ns+" namespace") }},
 		{"api", "api-ok", func(s string) bool { return s == "api-ok" }},
 		{"api-added", "api-ok", func(s string) bool { return s == "api-ok" }},
+		{"aws-ls", "a listing with " + miniotest.Object, func(s string) bool { return strings.Contains(s, miniotest.Object) }},
+		{"aws-up", "uploaded", func(s string) bool { return s == "uploaded" }},
+		{"aws-down", "same", func(s string) bool { return s == "same" }},
+		{"aws-other", "AccessDenied", func(s string) bool { return strings.Contains(s, "AccessDenied") }},
+		{"boto3", "big.bin and " + miniotest.Object, func(s string) bool {
+			return strings.Contains(s, "'big.bin'") && strings.Contains(s, "'"+miniotest.Object+"'")
+		}},
 		{"leak", "403", func(s string) bool { return s == "403" }},
 		{"after-leak", "refused", func(s string) bool { return s == "refused" }},
 	}
@@ -180,6 +207,23 @@ echo "after-leak: $(/workspace/vault kv get -field=region secret/agent/readonly/
 
 	// Each placeholder straight at its server: refused.
 	e.requireTokenRejected(t, env["VAULT_TOKEN"])
+	var awsPH struct{ AccessKeyID, SecretAccessKey, SessionToken string }
+	for l := range strings.Lines(out) {
+		if strings.Contains(l, `"AccessKeyId"`) {
+			awsPH.AccessKeyID = jsonField(l)
+		} else if strings.Contains(l, `"SecretAccessKey"`) {
+			awsPH.SecretAccessKey = jsonField(l)
+		} else if strings.Contains(l, `"SessionToken"`) {
+			awsPH.SessionToken = jsonField(l)
+		}
+	}
+	if !strings.HasPrefix(awsPH.AccessKeyID, "ASIA") || awsPH.SecretAccessKey == "" || awsPH.SessionToken == "" {
+		t.Fatalf("no AWS placeholders in the sandbox's credentials.json (key id %q)", awsPH.AccessKeyID)
+	}
+	if _, err := minio.S3(awsPH.AccessKeyID, awsPH.SecretAccessKey, awsPH.SessionToken).ListObjectsV2(context.Background(),
+		&s3.ListObjectsV2Input{Bucket: aws.String(miniotest.Readable)}); err == nil {
+		t.Errorf("the AWS placeholders work straight against MinIO")
+	}
 	kubeTok := ""
 	for l := range strings.Lines(out) {
 		if strings.HasPrefix(l, "eyJ") && strings.Count(strings.TrimSpace(l), ".") == 2 {
@@ -205,6 +249,15 @@ echo "after-leak: $(/workspace/vault kv get -field=region secret/agent/readonly/
 		t.Errorf("no proxy.leak_attempt record and leak revocation in the audit log")
 	}
 	t.Logf("agent output (placeholders only):\n%s", out)
+}
+
+// readWritePolicy lets a session read and write miniotest.Readable.
+const readWritePolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject","s3:ListBucket","s3:AbortMultipartUpload","s3:ListMultipartUploadParts"],"Resource":["arn:aws:s3:::` + miniotest.Readable + `","arn:aws:s3:::` + miniotest.Readable + `/*"]}]}`
+
+// jsonField returns the string value of a `"Key": "value",` line.
+func jsonField(l string) string {
+	_, v, _ := strings.Cut(l, ":")
+	return strings.Trim(strings.TrimSpace(v), `",`)
 }
 
 // requireNoRealSecrets runs the leak guard over what the sandbox saw: it
