@@ -30,7 +30,7 @@ type upstreamCA struct {
 	pem  []byte
 }
 
-func newUpstreamCA(t *testing.T) *upstreamCA {
+func newUpstreamCA(t testing.TB) *upstreamCA {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "upstream test CA"},
@@ -45,7 +45,7 @@ func newUpstreamCA(t *testing.T) *upstreamCA {
 }
 
 // server starts an HTTPS server on loopback with a certificate for host.
-func (u *upstreamCA) server(t *testing.T, host string, h http.Handler) *httptest.Server {
+func (u *upstreamCA) server(t testing.TB, host string, h http.Handler) *httptest.Server {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},

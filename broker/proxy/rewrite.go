@@ -243,8 +243,13 @@ func (s *Session) redactResponse(resp *http.Response) error {
 		return &refusal{fmt.Sprintf("the server answered with Content-Encoding %q, which the gateway cannot check for real secrets", clip(ce))}
 	}
 	resp.Body = &redactReader{src: resp.Body, m: realMatcher(all)}
-	resp.ContentLength = -1 // a swapped value may differ in length
-	resp.Header.Del("Content-Length")
+	for _, v := range all {
+		if len(v.placeholder) != len(v.real.Reveal()) {
+			resp.ContentLength = -1 // a swapped value changes the length
+			resp.Header.Del("Content-Length")
+			break
+		}
+	}
 	return nil
 }
 

@@ -107,7 +107,9 @@ func (s *Session) reverseProxy(scheme, host string, port int, bs []binding, tr h
 			}
 		},
 		Transport:     refusingTransport{tr},
-		FlushInterval: -1, // stream: watches, logs -f, chunked downloads
+		// Streamed answers (chunked: watches, logs -f) are flushed at once
+		// whatever this says; sized ones are written in full buffers.
+		FlushInterval: 0,
 		ModifyResponse: func(resp *http.Response) error {
 			return s.redactResponse(resp)
 		},
