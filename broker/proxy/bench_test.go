@@ -78,8 +78,10 @@ func benchGateways(b *testing.B, h http.Handler) (files, proxied *http.Client, b
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(roots)
 		tr := &http.Transport{
-			Proxy:           http.ProxyURL(&url.URL{Scheme: "http", Host: "gateway"}),
-			DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "unix", sock) },
+			Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: "gateway"}),
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+			},
 			TLSClientConfig: &tls.Config{RootCAs: pool},
 		}
 		b.Cleanup(tr.CloseIdleConnections)
