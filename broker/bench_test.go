@@ -186,3 +186,30 @@ func revokeEach(b *testing.B, h *harness, accs []string) {
 	}
 	wg.Wait()
 }
+
+// BenchmarkStartSessionProxy starts a Vault-only session with an egress
+// gateway, delivered as files and by proxy (a session CA, placeholders,
+// the gateway's interceptor), against the same Vault in one run.
+func BenchmarkStartSessionProxy(b *testing.B) {
+	h := newHarness(b, withProxyDelivery())
+	ctx := context.Background()
+	for _, role := range []string{"agent-vault", "agent-vault-proxy"} {
+		name := map[string]string{"agent-vault": "files", "agent-vault-proxy": "proxy"}[role]
+		b.Run(name, func(b *testing.B) {
+			var ids []string
+			for b.Loop() {
+				si, err := h.b.StartSession(ctx, h.caller, broker.StartRequest{Role: role})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ids = append(ids, si.ID)
+			}
+			b.StopTimer()
+			for _, id := range ids {
+				if _, err := h.b.EndSession(ctx, h.caller, id, "bench"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

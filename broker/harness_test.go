@@ -95,7 +95,10 @@ type harnessOpt func(*harnessConfig)
 type harnessConfig struct {
 	root      string
 	allowDisk bool
-	minio     bool
+	// proxyDelivery serves egress gateways with proxy delivery (and adds
+	// the roles agent-vault and agent-vault-proxy).
+	proxyDelivery bool
+	minio         bool
 	iam       bool
 	kube      bool
 	extra     []providers.Provider
@@ -214,11 +217,15 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	if hc.store != nil {
 		bst = hc.store(st)
 	}
-	h.b = broker.New(broker.Options{
+	o := broker.Options{
 		Config: cfg, Store: bst, Providers: reg, Env: h.w, Audit: audit, Logger: log, Hooks: hc.hooks,
 		Now:    h.now,
 		HostID: hc.host,
-	})
+	}
+	if hc.proxyDelivery {
+		h.addProxyDelivery(t, cfg, &o, tmp)
+	}
+	h.b = broker.New(o)
 	return h
 }
 
