@@ -99,9 +99,9 @@ type harnessConfig struct {
 	// the roles agent-vault and agent-vault-proxy).
 	proxyDelivery bool
 	minio         bool
-	iam       bool
-	kube      bool
-	extra     []providers.Provider
+	iam           bool
+	kube          bool
+	extra         []providers.Provider
 	// via, when set, puts something (a fault-injecting proxy) in front of
 	// each server's proxy: it gets the server's name and the address to
 	// forward to, and returns the address the broker dials instead.
