@@ -162,7 +162,7 @@ func (a *authorization) signs(name string) bool {
 
 func scopePart(s string) bool {
 	return s != "" && len(s) <= maxScopePart && allIn(s, func(c byte) bool {
-		return isAlnum(c) && !(c >= 'A' && c <= 'Z') || c == '-' || c == '_' || c == '.'
+		return isDigit(c) || c >= 'a' && c <= 'z' || c == '-' || c == '_' || c == '.'
 	})
 }
 

@@ -2,7 +2,6 @@ package awssig
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
@@ -14,7 +13,7 @@ import (
 
 // Bounds of an aws-chunked body (SDKs send 8 KiB to 1 MiB chunks).
 const (
-	maxChunkSize  = 16 << 20
+	maxChunkSize  = 8 << 20
 	maxLineLen    = 4 << 10 // a chunk header or trailer line
 	maxTrailerLen = 16 << 10
 )
@@ -53,15 +52,16 @@ func (c *chain) trailer(canonical string) []byte {
 
 // chunkRewriter reads an aws-chunked body signed with one chain, checks
 // every chunk (and the trailer) against it and yields the same body signed
-// with another chain. The chunk sizes and lengths do not change.
+// with another chain. The chunk sizes and lengths do not change. One chunk
+// is held at a time, in one buffer: read, checked, its signature replaced.
 type chunkRewriter struct {
 	src      *bufio.Reader
 	closer   io.Closer
 	from, to chain
-	trailer  bool // STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER
-	n        int  // chunks read, for errors
-	data     []byte
-	out      bytes.Buffer
+	trailer  bool   // STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER
+	n        int    // chunks read, for errors
+	buf      []byte // the current chunk, re-signed
+	off      int    // how much of buf was read
 	done     bool
 	err      error
 }
@@ -72,16 +72,19 @@ func newChunkRewriter(body io.ReadCloser, from, to chain, trailer bool) *chunkRe
 
 // Read implements io.Reader.
 func (w *chunkRewriter) Read(p []byte) (int, error) {
-	for w.out.Len() == 0 {
+	for w.off == len(w.buf) {
 		if w.err != nil {
 			return 0, w.err
 		}
 		if w.done {
 			return 0, io.EOF
 		}
+		w.buf, w.off = w.buf[:0], 0
 		w.err = w.step()
 	}
-	return w.out.Read(p)
+	n := copy(p, w.buf[w.off:])
+	w.off += n
+	return n, nil
 }
 
 // Close implements io.Closer.
@@ -91,7 +94,7 @@ func chunkErr(n int, what string) *RefusedError {
 	return refuse(CodeSignatureDoesNotMatch, fmt.Sprintf("aws-chunked body, chunk %d: %s", n, what))
 }
 
-// step reads one chunk and writes it re-signed to w.out.
+// step reads one chunk into w.buf, re-signed.
 func (w *chunkRewriter) step() error {
 	w.n++
 	line, err := readLine(w.src)
@@ -104,15 +107,19 @@ func (w *chunkRewriter) step() error {
 	}
 	size, _ := strconv.ParseUint(sizeHex, 16, 32) // at most 8 hex digits
 	if size > maxChunkSize {
-		return chunkErr(w.n, "larger than 16 MiB")
+		return chunkErr(w.n, "larger than 8 MiB")
 	}
 	if len(sigHex) != 64 || !allIn(sigHex, isLowerHex) {
 		return chunkErr(w.n, "chunk-signature is not 64 lower-case hex digits")
 	}
-	if cap(w.data) < int(size) {
-		w.data = make([]byte, size)
+	// The header's length does not depend on the signature: read the
+	// data into place behind it, then write the new signature in front.
+	head := len(sizeHex) + len(chunkSigPrefix) + 64 + 2
+	if need := head + int(size) + 2; cap(w.buf) < need {
+		w.buf = make([]byte, 0, need)
 	}
-	data := w.data[:size]
+	b := w.buf[:head+int(size)]
+	data := b[head:]
 	if _, err := io.ReadFull(w.src, data); err != nil {
 		return chunkErr(w.n, "body ends inside the chunk")
 	}
@@ -121,8 +128,10 @@ func (w *chunkRewriter) step() error {
 	if subtle.ConstantTimeCompare(w.from.next(h), got) != 1 {
 		return chunkErr(w.n, "chunk-signature does not match its data")
 	}
-	w.out.WriteString(sizeHex + chunkSigPrefix + hex.EncodeToString(w.to.next(h)) + "\r\n")
-	w.out.Write(data)
+	i := copy(b, sizeHex+chunkSigPrefix)
+	i += hex.Encode(b[i:], w.to.next(h))
+	copy(b[i:], "\r\n")
+	w.buf = b
 	if size == 0 {
 		return w.end()
 	}
@@ -134,7 +143,7 @@ func (w *chunkRewriter) expectCRLF() error {
 	if _, err := io.ReadFull(w.src, crlf[:]); err != nil || crlf != [2]byte{'\r', '\n'} {
 		return chunkErr(w.n, "data is not followed by CRLF")
 	}
-	w.out.WriteString("\r\n")
+	w.buf = append(w.buf, '\r', '\n')
 	return nil
 }
 
@@ -190,9 +199,9 @@ func (w *chunkRewriter) finishTrailer(lines []string, canonical, sigHex string) 
 		return chunkErr(w.n, "x-amz-trailer-signature does not match the trailer")
 	}
 	for _, l := range lines {
-		w.out.WriteString(l + "\r\n")
+		w.buf = append(w.buf, l+"\r\n"...)
 	}
-	w.out.WriteString(trailerSigHeader + ":" + hex.EncodeToString(w.to.trailer(canonical)) + "\r\n")
+	w.buf = append(w.buf, trailerSigHeader+":"+hex.EncodeToString(w.to.trailer(canonical))+"\r\n"...)
 	return w.expectCRLF()
 }
 

@@ -98,7 +98,7 @@ func TestResignChunkedRefusesTampering(t *testing.T) {
 		{"trailer value", []string{"x-amz-checksum-crc32:AAAAAA=="}, func(b []byte) []byte {
 			return bytes.Replace(b, []byte("AAAAAA=="), []byte("BBBBBB=="), 1)
 		}, "x-amz-trailer-signature does not match"},
-		{"huge chunk size", nil, func([]byte) []byte { return []byte("ffffffff;chunk-signature=" + strings.Repeat("0", 64) + "\r\n") }, "larger than 16 MiB"},
+		{"huge chunk size", nil, func([]byte) []byte { return []byte("ffffffff;chunk-signature=" + strings.Repeat("0", 64) + "\r\n") }, "larger than 8 MiB"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

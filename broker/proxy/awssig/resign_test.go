@@ -29,6 +29,7 @@ func TestResignAccepts(t *testing.T) {
 		{"s3 empty-valued query", reqSpec{method: "POST", url: "http://127.0.0.1:9000/bucket/key?uploads", service: "s3", payload: UnsignedPayload}},
 		{"s3 multi-value and spaced header", reqSpec{method: "GET", url: "http://127.0.0.1:9000/b/k", service: "s3", payload: UnsignedPayload,
 			header: map[string]string{"X-Amz-Meta-Note": "  two   spaces  ", "Range": "bytes=0-9"}}},
+		{"s3 put without x-amz-content-sha256", reqSpec{method: "PUT", url: "http://127.0.0.1:9000/bucket/k", service: "s3", body: "hello", noSHAHeader: true}},
 		{"sts form body", reqSpec{method: "POST", url: "https://sts.amazonaws.com/", service: "sts", body: "Action=GetCallerIdentity&Version=2011-06-15",
 			header: map[string]string{"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}}},
 		{"api path double-encoded", reqSpec{method: "GET", url: "https://abc.execute-api.us-east-1.amazonaws.com/prod/a%2Fb/c%20d?q=%E2%9C%93", service: "execute-api"}},
@@ -110,6 +111,8 @@ func TestResignRefuses(t *testing.T) {
 			r.Body = http.NoBody
 			r.Body = readCloser("Action=GetCallerIdentity&Version=2011-06-16")
 		}, code: CodeSignatureDoesNotMatch},
+		{name: "tampered body, s3 without x-amz-content-sha256", spec: reqSpec{method: "PUT", url: "http://127.0.0.1:9000/b/k", service: "s3", body: "hello", noSHAHeader: true},
+			tamper: func(r *http.Request) { r.Body = readCloser("jello") }, code: CodeSignatureDoesNotMatch},
 		{name: "tampered payload hash", spec: s3get, tamper: func(r *http.Request) { r.Header.Set("X-Amz-Content-Sha256", strings.Repeat("0", 64)) }, code: CodeSignatureDoesNotMatch},
 		{name: "date 6 minutes old", spec: s3get, at: -6 * time.Minute, code: CodeRequestTimeTooSkewed},
 		{name: "date 6 minutes ahead", spec: s3get, at: 6 * time.Minute, code: CodeRequestTimeTooSkewed},

@@ -141,14 +141,16 @@ func checkDate(r *http.Request, a *authorization, now time.Time, maxSkew time.Du
 
 // payloadHash is the payload hash of the canonical request: for S3 the
 // client's X-Amz-Content-Sha256 claim (S3 checks the body against it or
-// the chunk signatures carry it), for other services the body's SHA-256.
+// the chunk signatures carry it), else the body's SHA-256.
 func payloadHash(r *http.Request, a *authorization) (string, error) {
-	if !isS3(a.service) {
+	v := r.Header.Values("X-Amz-Content-Sha256")
+	if !isS3(a.service) || len(v) == 0 {
+		// An S3 client that sends no X-Amz-Content-Sha256 (curl
+		// --aws-sigv4) signed the body's hash, as for any service.
 		return hashBody(r)
 	}
-	v := r.Header.Values("X-Amz-Content-Sha256")
 	if len(v) != 1 || !a.signs("x-amz-content-sha256") {
-		return "", refuse(CodeInvalidRequest, "an S3 request needs one signed X-Amz-Content-Sha256 header")
+		return "", refuse(CodeInvalidRequest, "an S3 request's X-Amz-Content-Sha256 must be one header, among its SignedHeaders")
 	}
 	switch h := v[0]; {
 	case len(h) == 64 && allIn(h, isLowerHex):

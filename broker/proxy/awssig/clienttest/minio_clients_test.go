@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -166,9 +167,13 @@ func getObject(t *testing.T, m *minioRig, key string) []byte {
 func TestMinIOCurl(t *testing.T) {
 	m := newMinIORig(t)
 	p, endpoint, _ := m.proxy(t, m.session, false)
-	out := mustRun(t, m.clientEnv(t, ""), "curl", "-sS", "--fail-with-body", "--aws-sigv4", "aws:amz:"+miniotest.Region+":s3",
-		"--user", m.placeholder.AccessKeyID+":"+m.placeholder.Secret.Reveal(),
-		"-H", "X-Amz-Security-Token: "+m.placeholder.SessionToken.Reveal(),
+	// The placeholders go in a config file, not on the command line.
+	cfg := filepath.Join(t.TempDir(), "curlrc")
+	if err := os.WriteFile(cfg, []byte("user = \""+m.placeholder.AccessKeyID+":"+m.placeholder.Secret.Reveal()+"\"\n"+
+		"header = \"X-Amz-Security-Token: "+m.placeholder.SessionToken.Reveal()+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := mustRun(t, m.clientEnv(t, ""), "curl", "-sS", "--fail-with-body", "-K", cfg, "--aws-sigv4", "aws:amz:"+miniotest.Region+":s3",
 		endpoint+"/"+miniotest.Readable+"/"+miniotest.Object)
 	if want := "hello from " + miniotest.Readable + "\n"; out != want {
 		t.Fatalf("curl through the proxy got %q, want %q", out, want)
