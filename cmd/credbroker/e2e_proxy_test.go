@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -292,4 +294,88 @@ func (e *e2e) requireNoRealSecrets(t *testing.T, seen string) {
 	if placeholders == 0 {
 		t.Errorf("the guard found no placeholder in what the sandbox saw: the scan proves nothing")
 	}
+}
+
+// TestProxyPlaceholderDiesAtEnd: a Vault placeholder works through the
+// session's gateway (Vault's answer shows the placeholder, not the token)
+// until `session end`; no request succeeds once the command returned. The
+// time from the command's start to the first refused request is logged
+// (docs/proxy-mode.md).
+func TestProxyPlaceholderDiesAtEnd(t *testing.T) {
+	t.Parallel()
+	srv := vaulttest.Start(t)
+	vaulttest.Seed(t, srv)
+	addr := strings.Replace(srv.Addr, "127.0.0.1", vaultHost, 1)
+	e := newE2EAt(t, srv, addr)
+	e.egressConfig(t, "agent-proxy-vault", []string{vaultHost}, nil, "    delivery: proxy\n    vault:\n      policies: [agent-readonly]\n")
+	e.serve(t)
+	var si struct {
+		ID           string `json:"id"`
+		Dir          string `json:"dir"`
+		EgressSocket string `json:"egress_socket"`
+	}
+	if err := json.Unmarshal([]byte(e.mustCLI(t, "session", "start", "--role", "agent-proxy-vault", "-o", "json").stdout), &si); err != nil {
+		t.Fatal(err)
+	}
+	ph, err := os.ReadFile(filepath.Join(si.Dir, "vault", "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{
+		Proxy:             http.ProxyURL(&neturl.URL{Scheme: "http", Host: "gateway"}),
+		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "unix", si.EgressSocket) },
+		DisableKeepAlives: true,
+	}}
+	lookup := func() (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, addr+"/v1/auth/token/lookup-self", nil)
+		req.Header.Set("X-Vault-Token", string(ph))
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := lookup()
+	if code != http.StatusOK || !strings.Contains(body, `"id":"`+string(ph)+`"`) {
+		t.Fatalf("lookup-self through the gateway: %d, want 200 with the placeholder as id", code)
+	}
+	type try struct {
+		at time.Time
+		ok bool
+	}
+	tries := make(chan try, 100000)
+	stop := make(chan struct{})
+	go func() {
+		defer close(tries)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c, _ := lookup()
+			tries <- try{time.Now(), c == http.StatusOK}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	e.mustCLI(t, "session", "end", si.ID)
+	returned := time.Now()
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	var firstFail time.Time
+	for tr := range tries {
+		if tr.ok && tr.at.After(returned) {
+			t.Fatalf("a request with the placeholder succeeded %v after `session end` returned", tr.at.Sub(returned))
+		}
+		if !tr.ok && tr.at.After(start) && firstFail.IsZero() {
+			firstFail = tr.at
+		}
+	}
+	if firstFail.IsZero() {
+		t.Fatal("no request failed after the session ended")
+	}
+	t.Logf("placeholder refused %v after `session end` started (the command took %v)", firstFail.Sub(start), returned.Sub(start))
 }
