@@ -56,8 +56,10 @@ testbins:
 	@scripts/build-kube.sh >/dev/null
 	@scripts/build-toxiproxy.sh >/dev/null
 
-## test: every test, integration tests against the real Vault included, under -race
-test: testbins vet
+## test: every test, integration tests against the real Vault included, under
+## -race (the package test runs `make package`: nfpm is built first, outside
+## the test's timeout)
+test: testbins vet $(NFPM)
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 ## test-unit: tests that need no server
