@@ -15,6 +15,7 @@ const repoRoot = ".."
 // built is the result of the one `make package` all tests share.
 var built struct {
 	once     sync.Once
+	dist     string
 	deb, rpm string
 	out      []byte
 	err      error
@@ -31,6 +32,7 @@ func buildPackages(t *testing.T) (deb, rpm string) {
 			built.err = err
 			return
 		}
+		built.dist = dist
 		cmd := exec.Command("make", "--no-print-directory", "package", "DIST="+dist)
 		cmd.Dir = repoRoot
 		built.out, built.err = cmd.CombinedOutput()
@@ -62,8 +64,8 @@ func onlyMatch(pattern string) (string, error) {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if built.deb != "" {
-		os.RemoveAll(filepath.Dir(built.deb))
+	if built.dist != "" {
+		os.RemoveAll(built.dist)
 	}
 	os.Exit(code)
 }

@@ -32,7 +32,9 @@ var (
 // machine with dpkg, checks what it put where, reinstalls it (the upgrade
 // path: the config stays as the operator left it) and purges it. It
 // refuses to run where a credbroker is installed already, and purges what
-// it installed however it ends.
+// it installed however it ends. While it runs, /etc/credbroker/config.yaml
+// exists on the machine; the other tests name their config (--config) or
+// socket, so the machine-wide default does not change what they run.
 func TestDebInstallPurge(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test installs a .deb with dpkg, which needs root; run `make test` as root (CI does)")
