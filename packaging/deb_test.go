@@ -25,7 +25,9 @@ var (
 		"/usr/share/fish/vendor_completions.d/credbroker.fish",
 		"/usr/share/doc/credbroker/LICENSE", "/usr/share/credbroker/config.yaml",
 	}
-	debCreated = []string{"/etc/credbroker/config.yaml", "/etc/credbroker", "/var/lib/credbroker"}
+	// debCreated are made by postinstall (or, /run/credbroker, by the
+	// daemon); refuseExistingInstall makes sure none is there before.
+	debCreated = []string{"/etc/credbroker/config.yaml", "/etc/credbroker", "/var/lib/credbroker", "/run/credbroker"}
 )
 
 // TestDebInstallPurge builds the packages, installs the .deb on this
@@ -123,11 +125,18 @@ func debStatus(t *testing.T) string {
 }
 
 // purgeAfterTest leaves the machine as the test found it: the package
-// purged and, when the test made it, the credbroker user removed.
+// purged, the dirs it creates gone (none was there before the test) and,
+// when the test made it, the credbroker user removed.
 func purgeAfterTest(t *testing.T, hadUser bool) {
 	if debStatus(t) != "" {
 		if out, err := exec.Command("dpkg", "--purge", "credbroker").CombinedOutput(); err != nil {
 			t.Errorf("cleanup: dpkg --purge credbroker: %v\n%s", err, out)
+		}
+	}
+	// What a broken purge left behind (the test has failed for it already).
+	for _, p := range debCreated {
+		if err := os.RemoveAll(p); err != nil {
+			t.Errorf("cleanup: %v", err)
 		}
 	}
 	if hadUser {
