@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -80,7 +81,7 @@ func TestDebInstallPurge(t *testing.T) {
 	if st := debStatus(t); st != "" {
 		t.Errorf("after dpkg --purge, dpkg-query reports credbroker as %q, want it unknown", st)
 	}
-	for _, p := range append(append(append(append([]string{}, debBinaries...), debUnits...), debDocs...), debCreated...) {
+	for _, p := range slices.Concat(debBinaries, debUnits, debDocs, debCreated) {
 		if _, err := os.Lstat(p); !os.IsNotExist(err) {
 			t.Errorf("after dpkg --purge, %s is still there (lstat: %v)", p, err)
 		}
@@ -101,7 +102,7 @@ func refuseExistingInstall(t *testing.T) {
 		t.Fatalf("a credbroker package is on this machine already (dpkg status %q); this test installs and purges its own, "+
 			"which would remove that install and its config: run it on a machine without one (or dpkg --purge credbroker first)", st)
 	}
-	for _, p := range append(append([]string{}, debBinaries...), debCreated...) {
+	for _, p := range slices.Concat(debBinaries, debCreated) {
 		if _, err := os.Lstat(p); err == nil {
 			t.Fatalf("%s exists: credbroker seems installed by hand on this machine; this test's purge would remove it, "+
 				"so it refuses to run here (move that install away, or run the test on another machine)", p)
