@@ -93,7 +93,8 @@ lint: $(GOLANGCI)
 # Fuzz targets: package and function (seed corpora are the f.Add calls).
 FUZZ_TARGETS := configs:FuzzParse agentenv:FuzzParseEnv agentenv:FuzzLoadSession \
 	broker:FuzzDecodeRequest broker:FuzzVerifyAudit broker/guard:FuzzScan broker/guard:FuzzParseDiff \
-	broker/egress:FuzzReadProxyRequest broker/egress:FuzzReadSOCKS broker/egress:FuzzClientHello
+	broker/egress:FuzzReadProxyRequest broker/egress:FuzzReadSOCKS broker/egress:FuzzClientHello \
+	broker/proxy/awssig:FuzzParseAuthorization broker/proxy/awssig:FuzzChunkRewriter broker/proxy/awssig:FuzzResign
 # An execution count, not a duration: a duration can end while a worker is
 # busy and the fuzz engine then fails with "context deadline exceeded".
 FUZZTIME ?= 2000x

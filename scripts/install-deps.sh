@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use as real clients and servers:
 #   awscli            the official AWS CLI, a client credbroker did not write
+#   python3-boto3     boto3, the AWS SDK for Python, for the proxy-delivery
+#                     re-signing tests (when no python3 on $PATH has it)
 #   etcd-server       etcd for the test kube-apiserver
 #   kubernetes-client kubectl, a client credbroker did not write
 #   postgresql        the server behind the fleet lease store's tests
@@ -21,6 +23,9 @@ set -euo pipefail
 missing=()
 # The official AWS CLI as Debian ships it (/usr/bin/aws), not a pip copy.
 dpkg -s awscli >/dev/null 2>&1 || missing+=(awscli)
+# boto3: any python3 on $PATH that has it will do, else Debian's.
+python3 -c 'import boto3' >/dev/null 2>&1 || /usr/bin/python3 -c 'import boto3' >/dev/null 2>&1 ||
+  missing+=(python3-boto3)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 # Any kubectl will do (some images ship one from another package).
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
