@@ -12,6 +12,8 @@
 #                     socket activation test and the unit checks
 #   util-linux        setpriv, to run the daemon as another uid with only
 #                     the unit's capabilities
+#   prometheus        a real Prometheus server and promtool, which scrape
+#                     and lint the daemon's metrics (broker.metrics)
 #   docker-compose    the compose tool, when a Docker Engine is installed
 #                     and no compose tool is (sandbox tests run compose)
 # Only what is missing is installed; needs root (or sudo) and Debian's apt.
@@ -32,6 +34,8 @@ command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 # systemd's tools, even where systemd is not PID 1 (containers).
 command -v systemd-socket-activate >/dev/null 2>&1 || missing+=(systemd)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+# Prometheus and promtool, run by the metrics tests (never as a service).
+{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)
 if command -v docker >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1 &&
   ! docker compose version >/dev/null 2>&1; then
   missing+=(docker-compose)
