@@ -45,7 +45,10 @@ func TestE2EMetricsPrometheus(t *testing.T) {
 	c.kill()
 	d = e.serve(t)
 	prom := promtest.Start(t, listen)
-	wait := func(expr string, want float64) { prom.WaitValue(t, expr, want, 20*time.Second) }
+	wait := func(expr string, want float64) {
+		t.Helper()
+		prom.WaitValue(t, expr, want, 20*time.Second)
+	}
 	wait(`up{job="credbroker"}`, 1)
 	wait(`credbroker_reconciler_orphans_found_total{provider="vault"}`, 1)
 
@@ -76,8 +79,10 @@ func TestE2EMetricsPrometheus(t *testing.T) {
 	wait(`credbroker_egress_connections_total{role="agent-net",decision="allow"}`, 1)
 	wait(`credbroker_egress_connections_total{role="agent-net",decision="deny"}`, 1)
 	wait(`credbroker_mint_duration_seconds_count{provider="vault",result="ok"}`, 2)
-	wait(`credbroker_revoke_duration_seconds_count{provider="vault",result="ok"}`, float64(auditCount(t, e, "lease.revoke", "lease.orphan_revoked")))
-	wait(`credbroker_active_leases{provider="vault"}`, float64(activeLeases(t, e, "vault")))
+	revoked, active := auditCount(t, e, "lease.revoke", "lease.orphan_revoked"), activeLeases(t, e, "vault")
+	t.Logf("revocations audited: %d; active Vault leases in the store: %d", revoked, active)
+	wait(`credbroker_revoke_duration_seconds_count{provider="vault",result="ok"}`, float64(revoked))
+	wait(`credbroker_active_leases{provider="vault"}`, float64(active))
 	wait(`credbroker_revocations_pending{provider="vault"}`, 0)
 	wait(`credbroker_incident_active`, 0)
 	wait(`credbroker_audit_write_failures_total`, 0)
