@@ -70,6 +70,9 @@ type Options struct {
 	// EgressDial replaces the gateways' dialer (tests that prove a
 	// refused address is never dialed); nil: a plain TCP dialer.
 	EgressDial egress.DialFunc
+	// Metrics observes the broker (broker/metrics in the daemon); nil: no
+	// metrics.
+	Metrics Metrics
 }
 
 // Hooks lets tests stop the broker at exact steps.
@@ -92,6 +95,8 @@ type Broker struct {
 	host  string
 
 	egress *egress.Manager // nil: no egress gateways
+
+	metrics Metrics // nopMetrics when none
 
 	locks sync.Map // session id → *sync.Mutex
 
@@ -117,7 +122,10 @@ func New(o Options) *Broker {
 	b := &Broker{
 		cfg: o.Config, store: o.Store, provs: o.Providers, env: o.Env,
 		audit: o.Audit, guard: o.Guard, log: o.Logger, now: o.Now, hooks: o.Hooks,
-		host: o.HostID, notices: make(chan struct{}, 1),
+		host: o.HostID, notices: make(chan struct{}, 1), metrics: o.Metrics,
+	}
+	if b.metrics == nil {
+		b.metrics = nopMetrics{}
 	}
 	if b.log == nil {
 		b.log = slog.Default()

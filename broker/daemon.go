@@ -40,6 +40,10 @@ type DaemonOptions struct {
 	// EgressDial, if set, replaces the egress gateways' dialer (tests
 	// that prove a refused address is never dialed).
 	EgressDial egress.DialFunc
+	// Metrics, if set, is the metrics exporter (broker/metrics): it
+	// observes the broker and is served on broker.metrics.listen. Only the
+	// daemon binary links it.
+	Metrics MetricsExporter
 }
 
 // Serve runs the daemon until ctx ends: it opens the store and audit log,
@@ -79,6 +83,10 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		defer sw.Close()
 		audit.MirrorTo(sw)
 	}
+	obs, err := daemonMetrics(cfg.Broker.Metrics, o.Metrics, audit)
+	if err != nil {
+		return err
+	}
 	reg, err := o.BuildProviders(ctx, cfg, NewJournal(st, audit, log), log)
 	if err != nil {
 		return err
@@ -90,8 +98,13 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 	}
 	w := &agentenv.Writer{Root: filepath.Join(cfg.Broker.RuntimeDir, "sessions"), AllowDisk: o.AllowDisk, Logger: log}
 	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks, Now: o.Now, HostID: host,
-		EgressDir: filepath.Join(cfg.Broker.RuntimeDir, "egress"), EgressDial: o.EgressDial})
+		EgressDir: filepath.Join(cfg.Broker.RuntimeDir, "egress"), EgressDial: o.EgressDial, Metrics: obs})
 	defer b.CloseEgress()
+	stopMetrics, err := serveMetrics(cfg.Broker.Metrics, o.Metrics, b, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics() // before the store closes: a scrape reads it
 
 	l, err := listen(cfg.Broker.Socket, len(cfg.Broker.AllowedUIDs) > 0, log) // systemd's socket, or its own
 	if err != nil {
