@@ -10,9 +10,13 @@ BENCHSTAT_VERSION := v0.0.0-20260908200009-22c9c6c9d4da
 BENCHSTAT := $(TOOLS)/benchstat-$(BENCHSTAT_VERSION)
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
+NFPM_VERSION := v2.48.0
+NFPM      := $(TOOLS)/nfpm-$(NFPM_VERSION)
+DIST      ?= $(CURDIR)/dist
+PKGSTAGE  := $(CURDIR)/.cache/package
 export CREDBROKER_TESTBIN := $(TESTBIN)
 
-.PHONY: all build testbins test test-unit lint bench demo fmt vet clean fuzz fuzz-short soak crash
+.PHONY: all build package testbins test test-unit lint bench demo fmt vet clean fuzz fuzz-short soak crash
 
 all: build
 
@@ -22,6 +26,25 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/credbroker ./cmd/credbroker
 	CGO_ENABLED=0 $(GO) build -trimpath -tags daemon -ldflags "$(LDFLAGS)" -o bin/credbroker-daemon ./cmd/credbroker
+
+## package: $(DIST)/credbroker_<version>_<arch>.deb and .rpm, built with
+## nfpm (packaging/nfpm.yaml): the two binaries, the systemd units, man
+## pages and shell completions generated from the commands, the config
+## template; see docs/operations.md, "Install from a package"
+package: build $(NFPM)
+	rm -rf $(PKGSTAGE) && mkdir -p $(PKGSTAGE)/user $(DIST)
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) CGO_ENABLED=0 \
+	  $(GO) run -trimpath -tags gendocs -ldflags "$(LDFLAGS)" ./cmd/credbroker $(PKGSTAGE)
+	sed 's|^ExecStart=%h/.local/bin/credbroker serve|ExecStart=/usr/bin/credbroker serve|' \
+	  configs/systemd/user/credbroker.service >$(PKGSTAGE)/user/credbroker.service
+	@grep -q '^ExecStart=/usr/bin/credbroker serve' $(PKGSTAGE)/user/credbroker.service || \
+	  { echo "package: configs/systemd/user/credbroker.service has no ExecStart=%h/.local/bin/credbroker serve to rewrite"; exit 1; }
+	rm -f $(DIST)/credbroker_*.deb $(DIST)/credbroker-*.rpm
+	@v=$$(scripts/pkg-version.sh); a=$$($(GO) env GOARCH); for p in deb rpm; do \
+	  echo "nfpm: credbroker $$v $$a .$$p"; \
+	  VERSION=$$v ARCH=$$a SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) \
+	    $(NFPM) package --config packaging/nfpm.yaml --packager $$p --target $(DIST)/ || exit 1; \
+	done
 
 ## testbins: build the real servers the tests run against (Vault, MinIO,
 ## kube-apiserver, Toxiproxy) and install the Debian clients and servers
@@ -33,8 +56,10 @@ testbins:
 	@scripts/build-kube.sh >/dev/null
 	@scripts/build-toxiproxy.sh >/dev/null
 
-## test: every test, integration tests against the real Vault included, under -race
-test: testbins vet
+## test: every test, integration tests against the real Vault included, under
+## -race (the package test runs `make package`: nfpm is built first, outside
+## the test's timeout)
+test: testbins vet $(NFPM)
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 ## test-unit: tests that need no server
@@ -50,6 +75,11 @@ $(GOLANGCI):
 	@mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 	mv $(TOOLS)/golangci-lint $@
+
+$(NFPM):
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+	mv $(TOOLS)/nfpm $@
 
 $(BENCHSTAT):
 	@mkdir -p $(TOOLS)
@@ -104,4 +134,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin .cache
+	rm -rf bin .cache dist

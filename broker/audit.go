@@ -82,6 +82,7 @@ type AuditLog struct {
 	seq    uint64
 	prev   string
 	mirror io.Writer // optional copy (syslog)
+	onFail func()    // optional: called for each record not written
 }
 
 // chained is what is written: the event plus its place in the chain.
@@ -123,6 +124,11 @@ func OpenAudit(path string) (*AuditLog, error) {
 // MirrorTo copies every record to w as well (e.g. syslog).
 func (a *AuditLog) MirrorTo(w io.Writer) { a.mirror = w }
 
+// OnWriteFailure makes Record call f for each record it cannot write (the
+// metrics count them). Call it before the log is used; f must return at
+// once.
+func (a *AuditLog) OnWriteFailure(f func()) { a.onFail = f }
+
 // Record appends ev. An audit write failure is returned: callers log it
 // loudly, since a security tool that cannot audit must say so.
 func (a *AuditLog) Record(ev Event) error {
@@ -136,9 +142,11 @@ func (a *AuditLog) Record(ev Event) error {
 	defer a.mu.Unlock()
 	b, err := json.Marshal(chained{Seq: a.seq + 1, Prev: a.prev, Event: ev})
 	if err != nil {
+		a.failed()
 		return fmt.Errorf("audit: encode: %w", err)
 	}
 	if _, err := a.f.Write(append(b, '\n')); err != nil {
+		a.failed()
 		return fmt.Errorf("audit: write: %w", err)
 	}
 	a.seq++
@@ -147,6 +155,13 @@ func (a *AuditLog) Record(ev Event) error {
 		_, _ = a.mirror.Write(b)
 	}
 	return nil
+}
+
+// failed reports a record that was not written.
+func (a *AuditLog) failed() {
+	if a.onFail != nil {
+		a.onFail()
+	}
 }
 
 // Close closes the file.

@@ -73,6 +73,9 @@ type Options struct {
 	// OpenProxy opens the proxy side of sessions whose role delivers by
 	// proxy (broker/proxy); nil: such roles cannot start.
 	OpenProxy OpenProxyFunc
+	// Metrics observes the broker (broker/metrics in the daemon); nil: no
+	// metrics.
+	Metrics Metrics
 }
 
 // Hooks lets tests stop the broker at exact steps.
@@ -99,6 +102,7 @@ type Broker struct {
 	openProxyFn OpenProxyFunc
 	proxyMu     sync.Mutex
 	proxies     map[string]ProxySession // by session id
+	metrics     Metrics                 // nopMetrics when none
 
 	locks sync.Map // session id → *sync.Mutex
 
@@ -124,8 +128,11 @@ func New(o Options) *Broker {
 	b := &Broker{
 		cfg: o.Config, store: o.Store, provs: o.Providers, env: o.Env,
 		audit: o.Audit, guard: o.Guard, log: o.Logger, now: o.Now, hooks: o.Hooks,
-		host: o.HostID, notices: make(chan struct{}, 1),
+		host: o.HostID, notices: make(chan struct{}, 1), metrics: o.Metrics,
 		openProxyFn: o.OpenProxy, proxies: map[string]ProxySession{},
+	}
+	if b.metrics == nil {
+		b.metrics = nopMetrics{}
 	}
 	if b.log == nil {
 		b.log = slog.Default()

@@ -44,6 +44,10 @@ type DaemonOptions struct {
 	// deliver by proxy cannot start. onLeak is to be told of every
 	// attempted leak.
 	NewProxy func(cfg *configs.Config, onLeak func(ProxyLeak), log *slog.Logger) (OpenProxyFunc, error)
+	// Metrics, if set, is the metrics exporter (broker/metrics): it
+	// observes the broker and is served on broker.metrics.listen. Only the
+	// daemon binary links it.
+	Metrics MetricsExporter
 }
 
 // Serve runs the daemon until ctx ends: it opens the store and audit log,
@@ -83,6 +87,10 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		defer sw.Close()
 		audit.MirrorTo(sw)
 	}
+	obs, err := daemonMetrics(cfg.Broker.Metrics, o.Metrics, audit)
+	if err != nil {
+		return err
+	}
 	reg, err := o.BuildProviders(ctx, cfg, NewJournal(st, audit, log), log)
 	if err != nil {
 		return err
@@ -102,8 +110,13 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		}
 	}
 	b = New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks, Now: o.Now, HostID: host,
-		EgressDir: filepath.Join(cfg.Broker.RuntimeDir, "egress"), EgressDial: o.EgressDial, OpenProxy: openProxy})
+		EgressDir: filepath.Join(cfg.Broker.RuntimeDir, "egress"), EgressDial: o.EgressDial, OpenProxy: openProxy, Metrics: obs})
 	defer b.CloseEgress()
+	stopMetrics, err := serveMetrics(cfg.Broker.Metrics, o.Metrics, b, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics() // before the store closes: a scrape reads it
 
 	l, err := listen(cfg.Broker.Socket, len(cfg.Broker.AllowedUIDs) > 0, log) // systemd's socket, or its own
 	if err != nil {

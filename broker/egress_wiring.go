@@ -21,6 +21,7 @@ func (b *Broker) egressReport(r egress.Record) {
 	if r.Allowed {
 		ev.Egress.Decision = "allow" // Reason, if any, is why the relay ended early
 	}
+	b.metrics.EgressConn(r.Role, ev.Egress.Decision)
 	b.record(ev)
 }
 

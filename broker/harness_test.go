@@ -118,6 +118,8 @@ type harnessConfig struct {
 	// store, when set, wraps the lease store the broker gets (h.st stays
 	// the bare store).
 	store func(leases.Store) leases.Store
+	// metrics, when set, observes the broker (broker/metrics).
+	metrics broker.Metrics
 }
 
 // front is the address the broker dials for server name, whose proxy
@@ -220,7 +222,7 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	o := broker.Options{
 		Config: cfg, Store: bst, Providers: reg, Env: h.w, Audit: audit, Logger: log, Hooks: hc.hooks,
 		Now:    h.now,
-		HostID: hc.host,
+		HostID: hc.host, Metrics: hc.metrics,
 	}
 	if hc.proxyDelivery {
 		h.addProxyDelivery(t, cfg, &o, tmp)

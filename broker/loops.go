@@ -259,8 +259,11 @@ func (b *Broker) settleIntent(ctx context.Context, in leases.Intent) error {
 	if err != nil {
 		return fmt.Errorf("intent %s: %w", in.ID, err)
 	}
+	if len(orphans) > 0 {
+		b.metrics.OrphansFound(p.Name(), len(orphans))
+	}
 	for _, o := range orphans {
-		if err := p.Revoke(ctx, o); err != nil {
+		if err := b.revokeTimed(ctx, p, o); err != nil {
 			// Record it so it is retried and visible in status.
 			o.State, o.Attempts, o.LastError, o.NextAttempt = leases.LeaseRevokePending, 1, err.Error(), b.now().Add(backoff(1))
 			if rerr := b.store.RecordLeases(ctx, "", []leases.Lease{o}); rerr != nil {

@@ -124,7 +124,7 @@ func (b *Broker) discardRenewal(ctx context.Context, p providers.Provider, s lea
 	b.log.Warn("refresh discarded: what it issued is revoked and not handed out", "session", s.ID, "provider", p.Name(), "reason", why)
 	b.record(Event{Event: EvLeaseRenew, Session: s.ID, Provider: p.Name(), Error: "discarded: " + why.Error()})
 	for _, nl := range g.Leases {
-		err := p.Revoke(ctx, nl)
+		err := b.revokeTimed(ctx, p, nl)
 		var notice *providers.Notice
 		if err == nil || errors.Is(err, providers.ErrAlreadyRevoked) || errors.As(err, &notice) {
 			b.record(Event{Event: EvLeaseRevoke, Session: s.ID, Provider: p.Name(), Lease: nl.ID, External: nl.ExternalID, Reason: "refresh discarded"})

@@ -25,6 +25,7 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 	role, ttl, uid, err := b.checkStart(ctx, c, req)
 	if err != nil {
 		b.record(Event{Event: EvSessionRefused, Role: req.Role, CallerUID: uidPtr(c.UID), CallerPID: c.PID, Reason: err.Error()})
+		b.observeStart(req.Role, StartRefused, err)
 		return SessionInfo{}, err
 	}
 	now := b.now()
@@ -41,6 +42,7 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 	created, err := b.beginStart(ctx, s, ins)
 	if !created {
 		b.record(Event{Event: EvSessionRefused, Role: req.Role, CallerUID: uidPtr(c.UID), CallerPID: c.PID, Reason: err.Error()})
+		b.observeStart(req.Role, StartRefused, err)
 		return SessionInfo{}, err
 	}
 	b.cache.putSession(s)
@@ -106,8 +108,10 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 			err = fmt.Errorf("%w (cleanup: %v)", err, endErr)
 		}
 		b.record(Event{Event: EvSessionFailed, Session: s.ID, Role: role.Name, CallerUID: uidPtr(c.UID), CallerPID: c.PID, Error: err.Error()})
+		b.observeStart(role.Name, StartFailed, err)
 		return SessionInfo{}, err
 	}
+	b.observeStart(role.Name, StartOK, nil)
 	log.Info("session started", "expires", s.ExpiresAt, "dir", s.Dir)
 	var ls []leases.Lease // as recorded: no need to read them back
 	for _, g := range grants {
@@ -414,7 +418,7 @@ func (b *Broker) revokeLease(ctx context.Context, l leases.Lease, reason string,
 	if !ok {
 		err = fmt.Errorf("provider %s is not configured", l.Provider)
 	} else {
-		err = p.Revoke(ctx, l)
+		err = b.revokeTimed(ctx, p, l)
 	}
 	var notice *providers.Notice
 	if errors.As(err, &notice) {

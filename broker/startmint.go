@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/leases"
@@ -105,7 +106,9 @@ func (b *Broker) mintAll(ctx context.Context, s leases.Session, role configs.Rol
 // provider could not revoke is kept for recordAll as pending, and an
 // intent that produced nothing is settled (or left to the loop).
 func (b *Broker) mintOne(ctx context.Context, p providers.Provider, s providers.Session, role configs.Role, in leases.Intent) minted {
+	start := time.Now()
 	g, err := p.Mint(ctx, s, role)
+	b.metrics.Mint(p.Name(), time.Since(start), err == nil)
 	b.at("after-mint")
 	r := minted{p: p, intent: in, g: g, err: err}
 	if err == nil {
@@ -191,7 +194,7 @@ func (b *Broker) recordSets(ctx context.Context, sets []leases.LeaseSet) []error
 func (b *Broker) revokeUnrecorded(ctx context.Context, p providers.Provider, ls []leases.Lease, storeErr error) error {
 	done := "what was minted is revoked"
 	for _, l := range ls {
-		if rerr := p.Revoke(ctx, l); rerr != nil {
+		if rerr := b.revokeTimed(ctx, p, l); rerr != nil {
 			b.log.Error("revoke unrecorded lease", "lease", l.ID, "err", rerr)
 			done = "revoking what was minted failed too; the write-ahead intent makes the broker find and revoke it once the store is back"
 		}

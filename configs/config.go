@@ -50,6 +50,9 @@ type Broker struct {
 	HostID string `yaml:"host_id"`
 	// Egress holds settings of the sessions' egress gateways.
 	Egress BrokerEgress `yaml:"egress"`
+	// Metrics serves Prometheus metrics when its listen is set (off by
+	// default; see docs/operations.md, "Metrics").
+	Metrics BrokerMetrics `yaml:"metrics"`
 }
 
 // Store selects the lease store.

@@ -52,6 +52,7 @@ func (c *Config) problems() problems {
 		k.validate(&ps, fieldPath{"providers", "kube"})
 	}
 	c.Broker.Egress.validate(&ps, fieldPath{"broker", "egress"})
+	c.Broker.Metrics.validate(&ps, fieldPath{"broker", "metrics"})
 	c.validateRoles(&ps)
 	if v := c.Providers.Vault; v != nil {
 		c.validateEpoch(&ps, v)

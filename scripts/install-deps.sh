@@ -14,6 +14,10 @@
 #                     socket activation test and the unit checks
 #   util-linux        setpriv, to run the daemon as another uid with only
 #                     the unit's capabilities
+#   rpm               rpm -qpl, to check the .rpm `make package` builds
+#   bash-completion   the loader the package test completes a command with
+#   prometheus        a real Prometheus server and promtool, which scrape
+#                     and lint the daemon's metrics (broker.metrics)
 #   docker-compose    the compose tool, when a Docker Engine is installed
 #                     and no compose tool is (sandbox tests run compose)
 # Only what is missing is installed; needs root (or sudo) and Debian's apt.
@@ -37,6 +41,12 @@ command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 # systemd's tools, even where systemd is not PID 1 (containers).
 command -v systemd-socket-activate >/dev/null 2>&1 || missing+=(systemd)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+# The package test (packaging/): rpm to read the .rpm, bash-completion to
+# load the installed completion the way a shell does.
+command -v rpm >/dev/null 2>&1 || missing+=(rpm)
+[ -f /usr/share/bash-completion/bash_completion ] || missing+=(bash-completion)
+# Prometheus and promtool, run by the metrics tests (never as a service).
+{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)
 if command -v docker >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1 &&
   ! docker compose version >/dev/null 2>&1; then
   missing+=(docker-compose)

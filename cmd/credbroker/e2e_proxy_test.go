@@ -322,8 +322,10 @@ func TestProxyPlaceholderDiesAtEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := &http.Client{Transport: &http.Transport{
-		Proxy:             http.ProxyURL(&neturl.URL{Scheme: "http", Host: "gateway"}),
-		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "unix", si.EgressSocket) },
+		Proxy: http.ProxyURL(&neturl.URL{Scheme: "http", Host: "gateway"}),
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", si.EgressSocket)
+		},
 		DisableKeepAlives: true,
 	}}
 	lookup := func() (int, string) {

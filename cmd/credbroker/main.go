@@ -1,3 +1,5 @@
+//go:build !gendocs
+
 // Command credbroker is the local credential broker for AI coding agents.
 package main
 

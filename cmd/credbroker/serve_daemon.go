@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/broker/metrics"
 	"github.com/credbroker/credbroker/broker/proxy"
 	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/leases/storeopen"
@@ -55,6 +56,7 @@ func runServe(ctx context.Context, g *globalOpts, o *serveOpts) error {
 		Hooks:      failpoints(),
 		Now:        testClock(),
 		EgressDial: egressDial(),
+		Metrics:    metrics.New(cfg), // served only when broker.metrics.listen is set
 		OpenStore:  storeopen.Open,
 		NewProxy:   newProxy,
 		BuildProviders: func(ctx context.Context, cfg *configs.Config, j providers.Journal, log *slog.Logger) (*providers.Registry, error) {
