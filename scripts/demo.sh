@@ -229,6 +229,57 @@ else
   echo "egress part skipped: bubblewrap is missing or cannot create namespaces here (scripts/install-deps.sh)"
 fi
 
+say "Proxy delivery: an agent in bubblewrap uses Vault, S3 and Kubernetes holding only placeholders"
+# A second broker (its own socket, state and runtime dir) whose providers
+# are named, not 127.0.0.1: clients send named hosts to the proxy, and its
+# gateway resolves the names (broker.egress.hosts). Role agent-proxy has
+# delivery: proxy (configs/examples/demo/proxy-role.yaml, docs/proxy-mode.md).
+if command -v bwrap >/dev/null 2>&1 && bwrap --unshare-all --ro-bind / / true 2>/dev/null; then
+  px=$work/px
+  mkdir -p "$px/run" "$px/state" "$px/project"
+  chmod 0711 "$px" "$px/run"
+  [ "$(id -u)" -ne 0 ] || chown 65534:65534 "$px/project"
+  sed 's#https://127.0.0.1:#https://kubernetes.default.svc:#' "$work/kubeconfig" >"$px/kubeconfig"
+  sed -e "s#$work/run#$px/run#; s#$work/state#$px/state#; s#$work/kubeconfig#$px/kubeconfig#" \
+      -e "s#address: $VAULT_ADDR#address: http://vault.demo.test:$port#" \
+      -e "s#$MINIO_URL#http://minio.demo.test:$mport#g" \
+      -e "s#^      api.demo.test: 127.0.0.1#      api.demo.test: 127.0.0.1\n      vault.demo.test: 127.0.0.1\n      minio.demo.test: 127.0.0.1\n      kubernetes.default.svc: 127.0.0.1#" \
+      "$work/config.yaml" >"$px/config.yaml"
+  cat configs/examples/demo/proxy-role.yaml >>"$px/config.yaml"
+  AWS_ACCESS_KEY_ID=$MINIO_KEY AWS_SECRET_ACCESS_KEY=$MINIO_SECRET AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+  DEMO_BROKER_VAULT_TOKEN=$ROOT CREDBROKER_CONFIG=$px/config.yaml "$CB" serve --log-level warn 2>"$px/broker.log" &
+  pids+=($!)
+  for _ in $(seq 100); do CREDBROKER_CONFIG=$px/config.yaml "$CB" status >/dev/null 2>&1 && break; sleep 0.1; done
+  cat >"$px/project/agent.sh" <<'SH'
+echo "agent: VAULT_TOKEN=${VAULT_TOKEN%"${VAULT_TOKEN#????????}"}... (a placeholder of ${#VAULT_TOKEN} chars)"
+echo "agent: vault (curl): $(curl -sS -H "X-Vault-Token: $VAULT_TOKEN" "$VAULT_ADDR/v1/secret/data/agent/readonly/config" | grep -o '"region":"[^"]*"')"
+echo "agent: vault token lookup-self shows the placeholder as its id: $(curl -sS -H "X-Vault-Token: $VAULT_TOKEN" "$VAULT_ADDR/v1/auth/token/lookup-self" | grep -c "\"id\":\"$VAULT_TOKEN\"")"
+echo "agent: aws s3: $(aws s3 cp s3://agent-readable/hello.txt - 2>&1)"
+echo "agent: kubectl: $(kubectl get pods 2>&1)"
+echo "agent: AWS key in credentials.json: $(grep -o '"AccessKeyId": "[A-Z0-9]*' "$CREDBROKER_SESSION_DIR/aws/credentials.json" | cut -c17-)"
+cp "$CREDBROKER_SESSION_DIR/vault/token" /workspace/placeholder
+{ env; cat "$CREDBROKER_SESSION_DIR"/vault/token "$CREDBROKER_SESSION_DIR"/aws/* "$CREDBROKER_SESSION_DIR"/kube/*; } >/workspace/saw.txt 2>&1
+SH
+  CREDBROKER_CONFIG=$px/config.yaml run "$CB" --log-level warn run --role agent-proxy --sandbox bwrap --project "$px/project" -- sh /workspace/agent.sh
+  echo '$ VAULT_TOKEN=<the placeholder> vault token lookup   (straight at Vault, not through the gateway)'
+  if VAULT_TOKEN=$(cat "$px/project/placeholder") "$VAULT" token lookup >/dev/null 2>&1; then
+    echo "FAIL: a placeholder works at Vault"; exit 1
+  fi
+  echo "rejected: a placeholder is worthless outside the session's gateway"
+  echo '$ credbroker guard scan --no-revoke <everything the agent could read>'
+  CREDBROKER_CONFIG=$px/config.yaml "$CB" guard scan --no-revoke -o json "$px/project/saw.txt" >"$px/scan.json" || true
+  python3 - "$px/scan.json" <<'PY'
+import json, sys
+f = json.load(open(sys.argv[1]))["findings"]
+real = [x["what"] for x in f if not x["what"].startswith("placeholder for ")]
+print("guard: %d placeholders found, %d real secrets" % (len(f) - len(real), len(real)))
+if real or not f:
+    sys.exit("FAIL: " + ("real secrets reached the sandbox: %s" % real if real else "the scan found nothing"))
+PY
+else
+  echo "proxy part skipped: bubblewrap is missing or cannot create namespaces here (scripts/install-deps.sh)"
+fi
+
 say "Audit log (no secret values)"
 tail -n 6 "$work/state/audit.log"
 if grep -q -e "$token" -e "$ksk" -e "$ktok" -e "$kubetok" -e "${kubetok##*.}" -e "$MINIO_SECRET" "$work/state/audit.log" "$work/broker.log" "$work/state/leases.db" "$KUBE_AUDIT_LOG"; then
