@@ -37,7 +37,7 @@ func TestExampleRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.RoleNames(); !reflect.DeepEqual(got, []string{"agent-dev", "agent-readonly"}) {
+	if got := c.RoleNames(); !reflect.DeepEqual(got, []string{"agent-dev", "agent-proxied", "agent-readonly"}) {
 		t.Fatalf("roles = %v", got)
 	}
 
@@ -51,6 +51,10 @@ func TestExampleRoles(t *testing.T) {
 	if dev.TTL.D() != 30*time.Minute || dev.MaxTTL.D() != 2*time.Hour ||
 		!reflect.DeepEqual(dev.Vault.Policies, []string{"agent-dev"}) || len(dev.Vault.Secrets) != 2 {
 		t.Fatalf("agent-dev = %+v %+v", dev, dev.Vault)
+	}
+	px := c.Roles["agent-proxied"]
+	if px.DeliveryFor("vault") != DeliveryProxy || len(px.Inject) != 1 || px.Inject[0].Env != "ANTHROPIC_API_KEY" {
+		t.Errorf("agent-proxied = %+v", px)
 	}
 	cert := dev.Vault.Secrets[1]
 	if cert.Method != "write" || cert.Path != "pki/issue/agent-dev" || cert.Data["common_name"] != "agent.credbroker.local" {
