@@ -69,6 +69,14 @@ awk '/^Benchmark/ && $4 == "ns/op" {
       show("egress: daemon goroutines per open idle tunnel", m "goroutines/tunnel")
       ratio("sandbox forwarder: CONNECT tunnel open, via forwarder / straight to the gateway socket",
         "BenchmarkForwarder/connect/via-forwarder", "BenchmarkForwarder/connect/direct-gateway")
+      diff("proxy delivery: latency it adds to one HTTPS request (kept-alive, loopback), proxy - files",
+        "BenchmarkProxyRequest/proxy", "BenchmarkProxyRequest/files")
+      ratio("proxy delivery: 200 MB GET throughput, proxy as a fraction of files (= files time / proxy time)",
+        "BenchmarkProxyThroughput/get/files", "BenchmarkProxyThroughput/get/proxy")
+      ratio("proxy delivery: 200 MB PUT throughput, proxy as a fraction of files (= files time / proxy time)",
+        "BenchmarkProxyThroughput/put/files", "BenchmarkProxyThroughput/put/proxy")
+      ratio("proxy delivery: Vault session start with an egress gateway, proxy / files",
+        "BenchmarkStartSessionProxy/proxy", "BenchmarkStartSessionProxy/files")
       ratio("Vault one by one (10,000) / credbroker revoke --all (10,000)",
         "BenchmarkVaultRevoke10000/one-by-one", "BenchmarkRevokeAll/10000")
       ratio("Vault by parent (10,000) / credbroker revoke --all (10,000)",
