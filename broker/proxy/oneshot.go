@@ -21,7 +21,7 @@ type oneShotWriter struct {
 }
 
 func newOneShotWriter(w io.Writer) *oneShotWriter {
-	return &oneShotWriter{w: bufio.NewWriter(w), h: http.Header{}}
+	return &oneShotWriter{w: bufio.NewWriterSize(w, copyBuffer), h: http.Header{}}
 }
 
 func (o *oneShotWriter) Header() http.Header { return o.h }

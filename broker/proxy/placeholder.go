@@ -32,9 +32,11 @@ const (
 func newPlaceholder(name, real string) string {
 	switch {
 	case name == providers.SecretAWSAccessKeyID:
-		return "ASIA" + random(awsKeyChars, 16) // 80 bits, as AWS's own
+		// An identifier, not a secret (the secret key authenticates):
+		// AWS's own are ASIA + 16; MinIO's may be shorter.
+		return "ASIA" + random(awsKeyChars, max(len(real)-4, 8))
 	case name == providers.SecretAWSSecretKey:
-		return random(base64Std, max(len(real), 40))
+		return random(base64Std, max(len(real), 22)) // at least 132 bits
 	case name == providers.SecretAWSSessionToken:
 		return random(base64Std, max(len(real), minRandom))
 	case name == providers.SecretVaultToken:

@@ -21,6 +21,19 @@ import (
 // handshakeTimeout bounds the sandbox's TLS handshake.
 const handshakeTimeout = 10 * time.Second
 
+// copyBuffer is the size of the buffers bodies are copied with: large
+// enough that a big download costs few system calls and wake-ups.
+const copyBuffer = 128 << 10
+
+// buffers recycles the copy buffers of every session's proxy.
+var buffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, copyBuffer); return &b }}}
+
+// bufferPool is an httputil.BufferPool over sync.Pool.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(s []byte) { b.p.Put(&s) }
+
 // DeniedHeader is the egress gateway's refusal header.
 const DeniedHeader = egress.DeniedHeader
 
@@ -87,6 +100,8 @@ func (s *Session) transport(host string, bs []binding, dial egress.Dialer) *http
 		TLSHandshakeTimeout:   handshakeTimeout,
 		ResponseHeaderTimeout: 0, // long polls and watches (kubectl get -w) wait as long as they like
 		MaxIdleConnsPerHost:   4,
+		ReadBufferSize:        copyBuffer,
+		WriteBufferSize:       copyBuffer,
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     false,
 		Proxy:                 nil,

@@ -53,87 +53,124 @@ func (m *matcher) next(b []byte, from int) (int, int) {
 	return best, which
 }
 
-// streamBuf is what redactReader and scanReader share: pending input and
-// the part of it that is safe to hand on.
+// streamBuf is what redactReader and scanReader share. It reads into the
+// caller's buffer and hands on at once what no later byte can change:
+// everything but the last maxLen-1 bytes, which may start a match and are
+// carried to the next read. Only a buffer that holds a match (rare) is
+// rewritten into out.
 type streamBuf struct {
-	src  io.ReadCloser
-	m    *matcher
-	in   []byte // read, not yet examined in full
-	out  []byte // examined, ready to return
-	eof  bool
-	err  error
-	temp [32 << 10]byte
-}
-
-// fill reads more input and moves to out what no later byte can change:
-// everything except the last maxLen-1 bytes (a match may start there),
-// unless the input ended. replace says what a match becomes (nil: the
-// match stays and hit is called).
-func (s *streamBuf) fill(replace bool, hit func(int) error) error {
-	for len(s.out) == 0 && s.err == nil {
-		if !s.eof {
-			n, err := s.src.Read(s.temp[:])
-			s.in = append(s.in, s.temp[:n]...)
-			if err == io.EOF {
-				s.eof = true
-			} else if err != nil {
-				s.err = err
-				return err
-			}
-		}
-		limit := len(s.in) // positions before limit may start a match
-		if !s.eof {
-			limit -= s.m.maxLen - 1
-		}
-		if limit <= 0 {
-			if s.eof {
-				s.err = io.EOF
-			}
-			continue
-		}
-		done := 0
-		for done < limit {
-			at, which := s.m.next(s.in, done)
-			if at < 0 || at >= limit {
-				break
-			}
-			if !replace {
-				if err := hit(which); err != nil {
-					s.err = err
-					return err
-				}
-			}
-			s.out = append(s.out, s.in[done:at]...)
-			if replace {
-				s.out = append(s.out, s.m.repl[which]...)
-			} else {
-				s.out = append(s.out, s.m.old[which]...)
-			}
-			done = at + len(s.m.old[which])
-		}
-		if done < limit {
-			s.out = append(s.out, s.in[done:limit]...)
-			done = limit
-		}
-		s.in = append(s.in[:0], s.in[done:]...)
-		if s.eof && len(s.in) == 0 && len(s.out) == 0 {
-			s.err = io.EOF
-		}
-	}
-	return nil
+	src   io.ReadCloser
+	m     *matcher
+	carry []byte // held back: may start a match
+	out   []byte // rewritten, ready to hand on
+	eof   bool
+	err   error
 }
 
 func (s *streamBuf) read(p []byte, replace bool, hit func(int) error) (int, error) {
 	if len(s.m.old) == 0 {
 		return s.src.Read(p)
 	}
-	_ = s.fill(replace, hit) // sets s.err
-	if len(s.out) == 0 {
-		return 0, s.err
+	for {
+		if len(s.out) > 0 {
+			n := copy(p, s.out)
+			s.out = s.out[n:]
+			return n, nil
+		}
+		if s.err != nil {
+			return 0, s.err
+		}
+		if s.eof {
+			if len(s.carry) == 0 {
+				s.err = io.EOF
+				continue
+			}
+			d := s.carry
+			s.carry = nil
+			if _, err := s.process(d, true, replace, hit); err != nil {
+				s.err = err
+			}
+			continue
+		}
+		buf := p
+		small := len(p) < 2*s.m.maxLen+512
+		if small {
+			buf = make([]byte, 32<<10)
+		}
+		k := copy(buf, s.carry)
+		n, err := s.src.Read(buf[k:])
+		switch {
+		case err == io.EOF:
+			s.eof = true
+		case err != nil:
+			s.err = err
+		}
+		d := buf[:k+n]
+		s.carry = nil
+		if small || s.eof {
+			// Rewrite into out (which copies d out of the caller's buffer).
+			done, err := s.process(d, s.eof, replace, hit)
+			if err != nil {
+				s.err = err
+				s.out = nil
+				continue
+			}
+			s.carry = append([]byte(nil), d[done:]...)
+			continue
+		}
+		limit := len(d) - (s.m.maxLen - 1)
+		if limit <= 0 {
+			s.carry = append([]byte(nil), d...)
+			continue
+		}
+		if at, _ := s.m.next(d, 0); at < 0 || at >= limit {
+			// The common case: nothing to change in what is handed on.
+			s.carry = append(s.carry[:0], d[limit:]...)
+			return limit, nil
+		}
+		done, err := s.process(d, false, replace, hit)
+		if err != nil {
+			s.err = err
+			s.out = nil
+			continue
+		}
+		s.carry = append([]byte(nil), d[done:]...)
 	}
-	n := copy(p, s.out)
-	s.out = s.out[n:]
-	return n, nil
+}
+
+// process appends d, rewritten, to out up to the point no later byte can
+// change (all of it when final) and returns that point. A match that
+// starts before it is replaced (replace) or reported to hit, whose error
+// stops the stream before the match is handed on.
+func (s *streamBuf) process(d []byte, final, replace bool, hit func(int) error) (int, error) {
+	limit := len(d)
+	if !final {
+		limit -= s.m.maxLen - 1
+	}
+	done := 0
+	for done < limit {
+		at, which := s.m.next(d, done)
+		if at < 0 || at >= limit {
+			break
+		}
+		if !replace {
+			if err := hit(which); err != nil {
+				return done, err
+			}
+		}
+		s.out = append(s.out, d[done:at]...)
+		if replace {
+			s.out = append(s.out, s.m.repl[which]...)
+		} else {
+			s.out = append(s.out, s.m.old[which]...)
+		}
+		done = at + len(s.m.old[which])
+	}
+	if done < limit {
+		s.out = append(s.out, d[done:limit]...)
+		done = limit
+	}
+	return max(done, 0), nil
 }
 
 // redactReader swaps the session's real values for placeholders in an
