@@ -22,12 +22,12 @@ const (
 // isAdmin reports whether uid is an admin: root and the daemon's own uid
 // (which hold the broker's keys and state anyway) and broker.admin_uids.
 func (b *Broker) isAdmin(uid int) bool {
-	return uid == 0 || b.isDaemonUID(uid) || slices.Contains(b.cfg.Broker.AdminUIDs, uid)
+	return uid == 0 || b.isDaemonUID(uid) || slices.Contains(b.config().Broker.AdminUIDs, uid)
 }
 
 // adminsText names who the admins are, for refusal messages.
 func (b *Broker) adminsText() string {
-	return fmt.Sprintf("root, the daemon's uid %d and broker.admin_uids %v", daemonUID, b.cfg.Broker.AdminUIDs)
+	return fmt.Sprintf("root, the daemon's uid %d and broker.admin_uids %v", daemonUID, b.config().Broker.AdminUIDs)
 }
 
 // refuse audits a refusal (who, what, why; never a secret) and returns err.

@@ -40,6 +40,11 @@ type DaemonOptions struct {
 	// EgressDial, if set, replaces the egress gateways' dialer (tests
 	// that prove a refused address is never dialed).
 	EgressDial egress.DialFunc
+	// Reloads, with LoadConfig, reloads the config on each value received
+	// (the daemon's SIGHUPs): LoadConfig reads and validates the file
+	// again, and Broker.Reload applies what can be applied live.
+	Reloads    <-chan os.Signal
+	LoadConfig func() (*configs.Config, error)
 }
 
 // Serve runs the daemon until ctx ends: it opens the store and audit log,
@@ -121,6 +126,9 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 	wg.Go(func() { b.loop(loopCtx, cfg.Broker.RefreshInterval.D(), wd.beat) })
 	wg.Go(func() { wd.run(loopCtx, log) })
 	wg.Go(func() { b.WatchIncidents(loopCtx) })
+	if o.Reloads != nil && o.LoadConfig != nil {
+		wg.Go(func() { b.reloadOn(loopCtx, o.Reloads, o.LoadConfig, cfg.Broker.Socket) })
+	}
 	if o.Ready != nil {
 		o.Ready()
 	}
@@ -160,6 +168,25 @@ func checkDaemonDirs(b configs.Broker) error {
 		perm = 0o700
 	}
 	return ensurePrivateDir("broker.runtime_dir", b.RuntimeDir, perm)
+}
+
+// reloadOn reloads the config on each value of reloads until ctx ends,
+// telling systemd (RELOADING=1, then READY=1) so that `systemctl reload`
+// returns once the reload is done.
+func (b *Broker) reloadOn(ctx context.Context, reloads <-chan os.Signal, load func() (*configs.Config, error), socket string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reloads:
+		}
+		notifyReloading(b.log)
+		status := "serving " + socket + " (config reloaded)"
+		if _, err := b.Reload(load); err != nil {
+			status = "serving " + socket + " (config reload rejected, the running config stays: see the log)"
+		}
+		notify(b.log, "READY=1\nSTATUS="+status)
+	}
 }
 
 // backlogRetry is how often, between ticks, the loop tries to record what
