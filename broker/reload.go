@@ -49,6 +49,10 @@ func (r ReloadResult) String() string {
 	return strings.Join(parts, "; ")
 }
 
+// Config returns the running config: the one the broker started with, or
+// the last one a reload applied. The caller must not modify it.
+func (b *Broker) Config() *configs.Config { return b.config() }
+
 // Reload re-reads the config with load (the daemon's configs.Load of the
 // file it started with, flag overrides applied) and makes it the running
 // config for what starts from now on: the roles (new, changed and removed
