@@ -132,7 +132,7 @@ func (b *Broker) checkStart(ctx context.Context, cfg *configs.Config, c Caller, 
 		return role, 0, 0, fmt.Errorf("%w %q: known roles are %s (see the roles section of %s)",
 			ErrUnknownRole, req.Role, strings.Join(names, ", "), cfg.Path)
 	}
-	if err := b.mayStart(c, role); err != nil {
+	if err := b.mayStart(cfg, c, role); err != nil {
 		return role, 0, 0, err
 	}
 	ttl := role.TTL.D()
