@@ -70,6 +70,9 @@ type Options struct {
 	// EgressDial replaces the gateways' dialer (tests that prove a
 	// refused address is never dialed); nil: a plain TCP dialer.
 	EgressDial egress.DialFunc
+	// LoadConfig reads and validates the config file again, for reload
+	// requests (`credbroker config reload`); nil: they are refused.
+	LoadConfig func() (*configs.Config, error)
 }
 
 // Hooks lets tests stop the broker at exact steps.
@@ -84,18 +87,19 @@ type Broker struct {
 	// Read it once per operation (config()), so one operation sees one
 	// config. built is the config the daemon started with, which the
 	// providers, store, socket and loops were set up from.
-	cfg      atomic.Pointer[configs.Config]
-	built    *configs.Config
-	reloadMu sync.Mutex // one reload at a time
-	store    leases.Store
-	provs    *providers.Registry
-	env      *agentenv.Writer
-	audit    *AuditLog
-	guard    *guard.Guard
-	log      *slog.Logger
-	now      func() time.Time
-	hooks    Hooks
-	host     string
+	cfg        atomic.Pointer[configs.Config]
+	built      *configs.Config
+	reloadMu   sync.Mutex // one reload at a time
+	loadConfig func() (*configs.Config, error)
+	store      leases.Store
+	provs      *providers.Registry
+	env        *agentenv.Writer
+	audit      *AuditLog
+	guard      *guard.Guard
+	log        *slog.Logger
+	now        func() time.Time
+	hooks      Hooks
+	host       string
 
 	egress *egress.Manager // nil: no egress gateways
 
@@ -123,7 +127,7 @@ func New(o Options) *Broker {
 	b := &Broker{
 		built: o.Config, store: o.Store, provs: o.Providers, env: o.Env,
 		audit: o.Audit, guard: o.Guard, log: o.Logger, now: o.Now, hooks: o.Hooks,
-		host: o.HostID, notices: make(chan struct{}, 1),
+		host: o.HostID, notices: make(chan struct{}, 1), loadConfig: o.LoadConfig,
 	}
 	b.cfg.Store(o.Config)
 	if b.log == nil {

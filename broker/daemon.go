@@ -42,7 +42,8 @@ type DaemonOptions struct {
 	EgressDial egress.DialFunc
 	// Reloads, with LoadConfig, reloads the config on each value received
 	// (the daemon's SIGHUPs): LoadConfig reads and validates the file
-	// again, and Broker.Reload applies what can be applied live.
+	// again, and Broker.Reload applies what can be applied live. An
+	// admin's `credbroker config reload` uses LoadConfig too.
 	Reloads    <-chan os.Signal
 	LoadConfig func() (*configs.Config, error)
 }
@@ -95,7 +96,7 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 	}
 	w := &agentenv.Writer{Root: filepath.Join(cfg.Broker.RuntimeDir, "sessions"), AllowDisk: o.AllowDisk, Logger: log}
 	b := New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks, Now: o.Now, HostID: host,
-		EgressDir: filepath.Join(cfg.Broker.RuntimeDir, "egress"), EgressDial: o.EgressDial})
+		EgressDir: filepath.Join(cfg.Broker.RuntimeDir, "egress"), EgressDial: o.EgressDial, LoadConfig: o.LoadConfig})
 	defer b.CloseEgress()
 
 	l, err := listen(cfg.Broker.Socket, len(cfg.Broker.AllowedUIDs) > 0, log) // systemd's socket, or its own
@@ -127,7 +128,7 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 	wg.Go(func() { wd.run(loopCtx, log) })
 	wg.Go(func() { b.WatchIncidents(loopCtx) })
 	if o.Reloads != nil && o.LoadConfig != nil {
-		wg.Go(func() { b.reloadOn(loopCtx, o.Reloads, o.LoadConfig, cfg.Broker.Socket) })
+		wg.Go(func() { b.reloadOn(loopCtx, o.Reloads) })
 	}
 	if o.Ready != nil {
 		o.Ready()
@@ -170,22 +171,16 @@ func checkDaemonDirs(b configs.Broker) error {
 	return ensurePrivateDir("broker.runtime_dir", b.RuntimeDir, perm)
 }
 
-// reloadOn reloads the config on each value of reloads until ctx ends,
-// telling systemd (RELOADING=1, then READY=1) so that `systemctl reload`
-// returns once the reload is done.
-func (b *Broker) reloadOn(ctx context.Context, reloads <-chan os.Signal, load func() (*configs.Config, error), socket string) {
+// reloadOn reloads the config on each value of reloads (SIGHUP) until
+// ctx ends.
+func (b *Broker) reloadOn(ctx context.Context, reloads <-chan os.Signal) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-reloads:
 		}
-		notifyReloading(b.log)
-		status := "serving " + socket + " (config reloaded)"
-		if _, err := b.Reload(load); err != nil {
-			status = "serving " + socket + " (config reload rejected, the running config stays: see the log)"
-		}
-		notify(b.log, "READY=1\nSTATUS="+status)
+		_, _ = b.reloadNotified(nil) // logged and audited
 	}
 }
 

@@ -24,9 +24,11 @@ var ErrReloadRejected = errors.New("config reload rejected")
 // ReloadResult is what an applied reload changed.
 type ReloadResult struct {
 	// Added, Changed and Removed are role names, sorted.
-	Added, Changed, Removed []string
+	Added   []string `json:"added"`
+	Changed []string `json:"changed"`
+	Removed []string `json:"removed"`
 	// AdminUIDs is set when broker.admin_uids changed.
-	AdminUIDs bool
+	AdminUIDs bool `json:"admin_uids_changed"`
 }
 
 // String describes the change for the log and the audit record.
@@ -67,6 +69,44 @@ func (b *Broker) Config() *configs.Config { return b.config() }
 // providers set up per-role state (IAM deny policies, RBAC Roles and
 // namespaces) when built. Applied or rejected, the reload is audited.
 func (b *Broker) Reload(load func() (*configs.Config, error)) (ReloadResult, error) {
+	return b.reload(load, nil)
+}
+
+// RequestReload is `credbroker config reload`: an admin's request to
+// reload the config file the daemon was started with (Options.LoadConfig),
+// as SIGHUP does, systemd told as for SIGHUP.
+func (b *Broker) RequestReload(c Caller) (ReloadResult, error) {
+	if !b.isAdmin(c.UID) {
+		err := fmt.Errorf("%w: uid %d may not reload the config: only an admin may (%s); ask one, or send the daemon SIGHUP (systemctl reload credbroker)",
+			ErrForbidden, c.UID, b.adminsText())
+		return ReloadResult{}, b.refuse(Event{Event: EvAccessRefused}, c, err)
+	}
+	if b.loadConfig == nil {
+		return ReloadResult{}, fmt.Errorf("%w: this broker was started without a config file to reload", ErrBadRequest)
+	}
+	return b.reloadNotified(&c)
+}
+
+// reloadNotified reloads with Options.LoadConfig, telling systemd
+// (RELOADING=1, then READY=1) so that `systemctl reload` returns once it
+// is done; c is who asked (nil: SIGHUP).
+func (b *Broker) reloadNotified(c *Caller) (ReloadResult, error) {
+	notifyReloading(b.log)
+	res, err := b.reload(b.loadConfig, c)
+	status := "serving " + b.built.Broker.Socket + " (config reloaded)"
+	if err != nil {
+		status = "serving " + b.built.Broker.Socket + " (config reload rejected, the running config stays: see the log)"
+	}
+	notify(b.log, "READY=1\nSTATUS="+status)
+	return res, err
+}
+
+// reload is Reload, audited with c as the caller when set.
+func (b *Broker) reload(load func() (*configs.Config, error), c *Caller) (ReloadResult, error) {
+	ev := Event{Event: EvConfigReload}
+	if c != nil {
+		ev.CallerUID, ev.CallerPID = uidPtr(c.UID), c.PID
+	}
 	b.reloadMu.Lock()
 	defer b.reloadMu.Unlock()
 	next, err := load()
@@ -75,14 +115,16 @@ func (b *Broker) Reload(load func() (*configs.Config, error)) (ReloadResult, err
 	}
 	if err != nil {
 		err = fmt.Errorf("%w: the running config stays: %w", ErrReloadRejected, err)
-		b.record(Event{Event: EvConfigReload, Reason: "rejected: the running config stays", Error: err.Error()})
+		ev.Reason, ev.Error = "rejected: the running config stays", err.Error()
+		b.record(ev)
 		b.log.Error("config reload rejected", "config", b.built.Path, "err", err)
 		return ReloadResult{}, err
 	}
 	cur := b.config()
 	res := reloadDiff(cur, next)
 	b.cfg.Store(next)
-	b.record(Event{Event: EvConfigReload, Reason: "applied: " + res.String()})
+	ev.Reason = "applied: " + res.String()
+	b.record(ev)
 	b.log.Info("config reloaded", "config", next.Path, "change", res.String(), "roles", next.RoleNames())
 	return res, nil
 }

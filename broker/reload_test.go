@@ -369,3 +369,43 @@ func readText(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestRequestReload: `credbroker config reload` is for admins; a refusal
+// is audited, and a broker with no config file to reload says so.
+func TestRequestReload(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	writeFile(t, path, strings.ReplaceAll(reloadBase, "{{DIR}}", dir))
+	cfg, err := configs.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditPath := filepath.Join(dir, "audit.log")
+	audit, err := broker.OpenAudit(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer audit.Close()
+	load := func() (*configs.Config, error) { return configs.Load(path) }
+	b := broker.New(broker.Options{Config: cfg, Audit: audit, Logger: slog.New(slog.DiscardHandler), LoadConfig: load})
+	writeFile(t, path, strings.ReplaceAll(strings.Replace(reloadBase, "  gone:\n", "  fresh:\n", 1), "{{DIR}}", dir))
+
+	if _, err := b.RequestReload(broker.Caller{UID: 4343, PID: 1}); !errors.Is(err, broker.ErrForbidden) {
+		t.Fatalf("reload by a non-admin: err = %v, want ErrForbidden", err)
+	}
+	if b.Config() != cfg || len(reloadEvents(t, auditPath)) != 0 {
+		t.Fatal("a non-admin's reload request reloaded")
+	}
+	res, err := b.RequestReload(broker.Caller{UID: 4242, PID: 1}) // broker.admin_uids
+	if err != nil || !slices.Equal(res.Added, []string{"fresh"}) {
+		t.Fatalf("reload by an admin: %+v, %v", res, err)
+	}
+	evs := reloadEvents(t, auditPath)
+	if len(evs) != 1 || evs[0].CallerUID == nil || *evs[0].CallerUID != 4242 {
+		t.Fatalf("the admin's reload is not audited with its caller: %+v", evs)
+	}
+	none := broker.New(broker.Options{Config: cfg, Audit: audit, Logger: slog.New(slog.DiscardHandler)})
+	if _, err := none.RequestReload(broker.Caller{UID: 0}); !errors.Is(err, broker.ErrBadRequest) {
+		t.Fatalf("reload of a broker without LoadConfig: err = %v, want ErrBadRequest", err)
+	}
+}

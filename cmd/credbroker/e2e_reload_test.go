@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -100,12 +102,39 @@ func TestE2EReloadSIGHUP(t *testing.T) {
 		t.Fatalf("the removed role's live session is %s, want active", si.State)
 	}
 
+	// The same through the API: `credbroker config reload` (root, an admin).
+	viaCLI := strings.Replace(edited, "  agent-ops:\n", "  agent-cli:\n", 1)
+	if err := os.WriteFile(e.config, []byte(viaCLI), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var res broker.ReloadResult
+	if err := json.Unmarshal([]byte(e.mustCLI(t, "config", "reload", "-o", "json").stdout), &res); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Added, []string{"agent-cli"}) || !slices.Equal(res.Removed, []string{"agent-ops-renamed"}) {
+		t.Errorf("config reload -o json = %+v, want agent-cli added, agent-ops-renamed removed", res)
+	}
+	nextNotify(t, msgs, "READY=1", 10*time.Second)
+	evs := e.auditEvents(t, broker.EvConfigReload)
+	if last := evs[len(evs)-1]; last.CallerUID == nil || *last.CallerUID != os.Geteuid() {
+		t.Errorf("a reload through the API is audited without its caller: %+v", last)
+	}
+	// Rejected through the API: exit 1 naming the key; the daemon serves on.
+	rejected := strings.Replace(viaCLI, "refresh_interval: 1s", "refresh_interval: 3s", 1)
+	if err := os.WriteFile(e.config, []byte(rejected), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.cli(t, "config", "reload"); r.code != exitError || !strings.Contains(r.stderr, "broker.refresh_interval") || !strings.Contains(r.stderr, "restart the daemon") {
+		t.Fatalf("config reload of a restart-only change: want exit %d naming broker.refresh_interval: %s", exitError, r)
+	}
+	e.mustCLI(t, "status")
+
 	for _, s := range ended {
 		e.mustCLI(t, "session", "end", s.id)
 		e.requireTokenRejected(t, s.tok)
 	}
-	if n := len(e.auditEvents(t, broker.EvConfigReload)); n != 4 {
-		t.Errorf("%d config.reload audit records, want 4", n)
+	if n := len(e.auditEvents(t, broker.EvConfigReload)); n != 6 {
+		t.Errorf("%d config.reload audit records, want 6", n)
 	}
 }
 
