@@ -182,3 +182,16 @@ func readConfig(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestSystemdUnitsReload: both shipped service units reload by sending the
+// daemon SIGHUP (systemd-analyze verify, in TestSystemdUnitsVerify, checks
+// the line is valid and /bin/kill exists).
+func TestSystemdUnitsReload(t *testing.T) {
+	t.Parallel()
+	for _, unit := range []string{"credbroker.service", "user/credbroker.service"} {
+		got := unitValues(t, unit, "ExecReload")
+		if want := []string{"/bin/kill", "-HUP", "$MAINPID"}; !slices.Equal(got, want) {
+			t.Errorf("%s: ExecReload= %q, want %q", unit, got, want)
+		}
+	}
+}
