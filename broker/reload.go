@@ -122,9 +122,9 @@ func (b *Broker) reload(load func() (*configs.Config, error), c *Caller) (Reload
 	}
 	cur := b.config()
 	res := reloadDiff(cur, next)
-	b.cfg.Store(next)
 	ev.Reason = "applied: " + res.String()
-	b.record(ev)
+	b.record(ev) // before it applies: no session starts under it unrecorded
+	b.cfg.Store(next)
 	b.log.Info("config reloaded", "config", next.Path, "change", res.String(), "roles", next.RoleNames())
 	return res, nil
 }
