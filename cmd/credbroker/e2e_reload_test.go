@@ -30,80 +30,116 @@ func TestE2EReloadSIGHUP(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t)
 	nsock, msgs := notifySocket(t, e.dir)
-	d := e.serve(t, "NOTIFY_SOCKET="+nsock)
+	r := &reloadRun{e: e, d: e.serve(t, "NOTIFY_SOCKET="+nsock), msgs: msgs}
 	nextNotify(t, msgs, "READY=1", 30*time.Second)
-	orig := readConfig(t, e.config)
-
-	live := e.startJSON(t, "--role", "agent-readonly")
-	liveTok := e.sessionToken(t, live.Dir)
-	e.requireDenied(t, liveTok, devSecret)
-	if r := e.cli(t, "session", "start", "--role", "agent-ops"); r.code == 0 || !strings.Contains(r.stderr, "unknown role") {
-		t.Fatalf("agent-ops before the reload: want unknown role: %s", r)
+	ops := r.applyRoles(t)
+	r.rejectBad(t)
+	r.removeRole(t, ops)
+	r.viaAPI(t)
+	for _, s := range r.started {
+		e.mustCLI(t, "session", "end", s.id)
+		e.requireTokenRejected(t, s.tok)
 	}
+	if n := len(e.auditEvents(t, broker.EvConfigReload)); n != 6 {
+		t.Errorf("%d config.reload audit records, want 6", n)
+	}
+}
 
-	// agent-readonly now gets agent-dev's policy and secret; agent-ops is new.
-	edited := strings.Replace(orig, "      policies: [agent-readonly]\n      secrets:\n        - name: config\n          path: "+readonlySecret,
+// reloadRun is TestE2EReloadSIGHUP's daemon and what it started.
+type reloadRun struct {
+	e      *e2e
+	d      *proc
+	msgs   <-chan string
+	edited string // the config applied by the first reload
+	// started: every session, ended (and checked revoked) at the end.
+	started []startedSession
+}
+
+type startedSession struct{ id, tok string }
+
+// start starts a session (args: --role ROLE ...) and records it.
+func (r *reloadRun) start(t *testing.T, args ...string) startedSession {
+	t.Helper()
+	si := r.e.startJSON(t, args...)
+	s := startedSession{si.ID, r.e.sessionToken(t, si.Dir)}
+	r.started = append(r.started, s)
+	return s
+}
+
+// applyRoles: agent-readonly gets agent-dev's policy and secret and
+// agent-ops is added; new sessions get them, the live one keeps its grant.
+func (r *reloadRun) applyRoles(t *testing.T) (ops startedSession) {
+	e := r.e
+	orig := readConfig(t, e.config)
+	live := r.start(t, "--role", "agent-readonly")
+	e.requireDenied(t, live.tok, devSecret)
+	if res := e.cli(t, "session", "start", "--role", "agent-ops"); res.code == 0 || !strings.Contains(res.stderr, "unknown role") {
+		t.Fatalf("agent-ops before the reload: want unknown role: %s", res)
+	}
+	r.edited = strings.Replace(orig, "      policies: [agent-readonly]\n      secrets:\n        - name: config\n          path: "+readonlySecret,
 		"      policies: [agent-dev]\n      secrets:\n        - name: config\n          path: "+devSecret, 1)
-	edited += "  agent-ops:\n    ttl: 10m\n    max_ttl: 1h\n    vault:\n      policies: [agent-readonly]\n"
-	if strings.Count(edited, "policies: [agent-dev]") != 2 {
+	r.edited += "  agent-ops:\n    ttl: 10m\n    max_ttl: 1h\n    vault:\n      policies: [agent-readonly]\n"
+	if strings.Count(r.edited, "policies: [agent-dev]") != 2 {
 		t.Fatal("the test's edit of agent-readonly matched nothing in the config")
 	}
-	ev := e.reload(t, d, msgs, edited)
+	ev := e.reload(t, r.d, r.msgs, r.edited)
 	if ev.Reason != "applied: roles added: agent-ops; roles changed: agent-readonly" || ev.Error != "" {
 		t.Fatalf("reload audited as %+v", ev)
 	}
-	fresh := e.startJSON(t, "--role", "agent-readonly")
-	freshTok := e.sessionToken(t, fresh.Dir)
-	e.requireRead(t, freshTok, devSecret, "db_host", "db.internal")
-	e.requireTokenValid(t, liveTok)
-	e.requireRead(t, liveTok, readonlySecret, "region", "eu-west-1")
-	e.requireDenied(t, liveTok, devSecret)
-	ops := e.startJSON(t, "--role", "agent-ops")
-	opsTok := e.sessionToken(t, ops.Dir)
-	type started struct{ id, tok string }
-	ended := []started{{live.ID, liveTok}, {fresh.ID, freshTok}, {ops.ID, opsTok}}
+	fresh := r.start(t, "--role", "agent-readonly")
+	e.requireRead(t, fresh.tok, devSecret, "db_host", "db.internal")
+	e.requireTokenValid(t, live.tok)
+	e.requireRead(t, live.tok, readonlySecret, "region", "eu-west-1")
+	e.requireDenied(t, live.tok, devSecret)
+	return r.start(t, "--role", "agent-ops")
+}
 
-	// Rejected: invalid, then a restart-only key. The daemon serves on.
+// rejectBad: an invalid config, then a restart-only key; each is
+// rejected and audited, and the daemon serves on with the config it had.
+func (r *reloadRun) rejectBad(t *testing.T) {
+	e := r.e
 	for _, bad := range []struct{ edit, want string }{
-		{strings.Replace(edited, "    max_ttl: 1h\n    vault:\n      policies: [agent-readonly]\n", "    max_ttl: 1m\n    vault:\n      policies: [agent-readonly]\n", 1), "roles.agent-ops.max_ttl"},
-		{strings.Replace(edited, "refresh_interval: 1s", "refresh_interval: 2s", 1), "broker.refresh_interval"},
+		{strings.Replace(r.edited, "    max_ttl: 1h\n    vault:\n      policies: [agent-readonly]\n", "    max_ttl: 1m\n    vault:\n      policies: [agent-readonly]\n", 1), "roles.agent-ops.max_ttl"},
+		{strings.Replace(r.edited, "refresh_interval: 1s", "refresh_interval: 2s", 1), "broker.refresh_interval"},
 	} {
-		if bad.edit == edited {
+		if bad.edit == r.edited {
 			t.Fatalf("the test's edit for %s matched nothing", bad.want)
 		}
-		ev := e.reload(t, d, msgs, bad.edit)
+		ev := e.reload(t, r.d, r.msgs, bad.edit)
 		if !strings.HasPrefix(ev.Reason, "rejected") || !strings.Contains(ev.Error, bad.want) {
 			t.Fatalf("reload with a bad %s audited as %+v", bad.want, ev)
 		}
-		d.waitStderr(t, bad.want, 10*time.Second)
+		r.d.waitStderr(t, bad.want, 10*time.Second)
 		// The CLI reads the file too: put the good one back, with no SIGHUP.
-		if err := os.WriteFile(e.config, []byte(edited), 0o600); err != nil {
+		if err := os.WriteFile(e.config, []byte(r.edited), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		si := e.startJSON(t, "--role", "agent-readonly")
-		tok := e.sessionToken(t, si.Dir)
-		e.requireRead(t, tok, devSecret, "db_host", "db.internal")
-		ended = append(ended, started{si.ID, tok})
-		// agent-ops's max_ttl is still 1h, not the rejected 1m.
-		long := e.startJSON(t, "--role", "agent-ops", "--ttl", "30m")
-		ended = append(ended, started{long.ID, e.sessionToken(t, long.Dir)})
+		e.requireRead(t, r.start(t, "--role", "agent-readonly").tok, devSecret, "db_host", "db.internal")
+		r.start(t, "--role", "agent-ops", "--ttl", "30m") // max_ttl still 1h, not the rejected 1m
 	}
+}
 
-	// agent-ops removed: refused to new sessions, its live one runs on.
-	ev = e.reload(t, d, msgs, strings.Replace(edited, "  agent-ops:\n", "  agent-ops-renamed:\n", 1))
+// removeRole: agent-ops is refused to new sessions, its live one runs on.
+func (r *reloadRun) removeRole(t *testing.T, ops startedSession) {
+	e := r.e
+	ev := e.reload(t, r.d, r.msgs, strings.Replace(r.edited, "  agent-ops:\n", "  agent-ops-renamed:\n", 1))
 	if ev.Reason != "applied: roles added: agent-ops-renamed; roles removed: agent-ops" {
 		t.Fatalf("reload audited as %+v", ev)
 	}
-	if r := e.cli(t, "session", "start", "--role", "agent-ops"); r.code == 0 || !strings.Contains(r.stderr, "unknown role") {
-		t.Fatalf("a removed role started: %s", r)
+	if res := e.cli(t, "session", "start", "--role", "agent-ops"); res.code == 0 || !strings.Contains(res.stderr, "unknown role") {
+		t.Fatalf("a removed role started: %s", res)
 	}
-	e.requireTokenValid(t, opsTok)
-	if si := e.show(t, ops.ID); si.State != "active" {
+	e.requireTokenValid(t, ops.tok)
+	if si := e.show(t, ops.id); si.State != "active" {
 		t.Fatalf("the removed role's live session is %s, want active", si.State)
 	}
+}
 
-	// The same through the API: `credbroker config reload` (root, an admin).
-	viaCLI := strings.Replace(edited, "  agent-ops:\n", "  agent-cli:\n", 1)
+// viaAPI: the same through `credbroker config reload` (root, an admin):
+// applied and audited with its caller, then a restart-only change refused.
+func (r *reloadRun) viaAPI(t *testing.T) {
+	e := r.e
+	viaCLI := strings.Replace(r.edited, "  agent-ops:\n", "  agent-cli:\n", 1)
 	if err := os.WriteFile(e.config, []byte(viaCLI), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -114,28 +150,19 @@ func TestE2EReloadSIGHUP(t *testing.T) {
 	if !slices.Equal(res.Added, []string{"agent-cli"}) || !slices.Equal(res.Removed, []string{"agent-ops-renamed"}) {
 		t.Errorf("config reload -o json = %+v, want agent-cli added, agent-ops-renamed removed", res)
 	}
-	nextNotify(t, msgs, "READY=1", 10*time.Second)
+	nextNotify(t, r.msgs, "READY=1", 10*time.Second)
 	evs := e.auditEvents(t, broker.EvConfigReload)
 	if last := evs[len(evs)-1]; last.CallerUID == nil || *last.CallerUID != os.Geteuid() {
 		t.Errorf("a reload through the API is audited without its caller: %+v", last)
 	}
-	// Rejected through the API: exit 1 naming the key; the daemon serves on.
 	rejected := strings.Replace(viaCLI, "refresh_interval: 1s", "refresh_interval: 3s", 1)
 	if err := os.WriteFile(e.config, []byte(rejected), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if r := e.cli(t, "config", "reload"); r.code != exitError || !strings.Contains(r.stderr, "broker.refresh_interval") || !strings.Contains(r.stderr, "restart the daemon") {
-		t.Fatalf("config reload of a restart-only change: want exit %d naming broker.refresh_interval: %s", exitError, r)
+	if out := e.cli(t, "config", "reload"); out.code != exitError || !strings.Contains(out.stderr, "broker.refresh_interval") || !strings.Contains(out.stderr, "restart the daemon") {
+		t.Fatalf("config reload of a restart-only change: want exit %d naming broker.refresh_interval: %s", exitError, out)
 	}
 	e.mustCLI(t, "status")
-
-	for _, s := range ended {
-		e.mustCLI(t, "session", "end", s.id)
-		e.requireTokenRejected(t, s.tok)
-	}
-	if n := len(e.auditEvents(t, broker.EvConfigReload)); n != 6 {
-		t.Errorf("%d config.reload audit records, want 6", n)
-	}
 }
 
 // reload writes cfg to the daemon's config file, sends SIGHUP, waits for
