@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -96,4 +97,61 @@ func readText(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestReloadEgressNewSessionsOnly: a reload that narrows a role's egress
+// block applies to the gateways of sessions started after it; the gateway
+// of a session already live keeps the policy it was opened with.
+func TestReloadEgressNewSessionsOnly(t *testing.T) {
+	e := newEgressEnv(t)
+	ctx := t.Context()
+	web := fmt.Sprintf("http://web.test:%d/", e.web.Port())
+	live, err := e.b.StartSession(ctx, e.h.caller, broker.StartRequest{Role: "agent-net"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := getVia(t, live.EgressSocket, web); code != 200 {
+		t.Fatalf("web.test through the live gateway before the reload: %d, want 200", code)
+	}
+
+	cur := e.b.Config()
+	next := *cur
+	next.Roles = maps.Clone(cur.Roles)
+	narrowed := next.Roles["agent-net"]
+	narrowed.Egress = &configs.Egress{Allow: []string{fmt.Sprintf("stream.test:%d", e.stream.Port())}}
+	next.Roles["agent-net"] = narrowed
+	if _, err := e.b.Reload(func() (*configs.Config, error) { return &next, nil }); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+
+	fresh, err := e.b.StartSession(ctx, e.h.caller, broker.StartRequest{Role: "agent-net"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := getVia(t, fresh.EgressSocket, web); code != 403 {
+		t.Errorf("web.test through a gateway opened after the reload: %d, want 403 (no longer allowed)", code)
+	}
+	if code := getVia(t, live.EgressSocket, web); code != 200 {
+		t.Errorf("web.test through the live session's gateway after the reload: %d, want 200 (its policy stays)", code)
+	}
+	for _, si := range []broker.SessionInfo{live, fresh} {
+		if _, err := e.b.EndSession(ctx, e.h.caller, si.ID, "test"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Lstat(si.EgressSocket); !os.IsNotExist(err) {
+			t.Errorf("gateway socket of %s left after its end: %v", si.ID, err)
+		}
+	}
+}
+
+// getVia GETs url through the egress gateway at sock and returns the
+// status.
+func getVia(t *testing.T, sock, url string) int {
+	t.Helper()
+	resp, err := httpVia(sock).Get(url)
+	if err != nil {
+		t.Fatalf("GET %s through %s: %v", url, sock, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
