@@ -59,6 +59,13 @@ func (m *Manager) SocketPath(id string) string { return filepath.Join(m.cfg.Dir,
 // when the role has no egress. Opening an open session's gateway again
 // returns its path.
 func (m *Manager) Open(id, role string, uid int) (string, error) {
+	return m.OpenWith(m.cfg.Config, id, role, uid)
+}
+
+// OpenWith is Open with role's policy taken from cfg rather than the
+// Manager's config: the daemon passes the config the session was started
+// under, which a reload (SIGHUP) may since have replaced.
+func (m *Manager) OpenWith(cfg *configs.Config, id, role string, uid int) (string, error) {
 	if !sessionID.MatchString(id) {
 		return "", fmt.Errorf("egress: invalid session id %q", id)
 	}
@@ -67,7 +74,7 @@ func (m *Manager) Open(id, role string, uid int) (string, error) {
 	if g, ok := m.gws[id]; ok {
 		return g.Path(), nil
 	}
-	p, err := NewPolicy(m.cfg.Config, role, m.cfg.Resolver)
+	p, err := NewPolicy(cfg, role, m.cfg.Resolver)
 	if err != nil || p == nil {
 		return "", err
 	}
