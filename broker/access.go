@@ -21,13 +21,16 @@ const (
 
 // isAdmin reports whether uid is an admin: root and the daemon's own uid
 // (which hold the broker's keys and state anyway) and broker.admin_uids.
-func (b *Broker) isAdmin(uid int) bool {
-	return uid == 0 || b.isDaemonUID(uid) || slices.Contains(b.cfg.Broker.AdminUIDs, uid)
+func (b *Broker) isAdmin(uid int) bool { return b.isAdminIn(b.config(), uid) }
+
+// isAdminIn is isAdmin with broker.admin_uids read from cfg.
+func (b *Broker) isAdminIn(cfg *configs.Config, uid int) bool {
+	return uid == 0 || b.isDaemonUID(uid) || slices.Contains(cfg.Broker.AdminUIDs, uid)
 }
 
 // adminsText names who the admins are, for refusal messages.
 func (b *Broker) adminsText() string {
-	return fmt.Sprintf("root, the daemon's uid %d and broker.admin_uids %v", daemonUID, b.cfg.Broker.AdminUIDs)
+	return fmt.Sprintf("root, the daemon's uid %d and broker.admin_uids %v", daemonUID, b.config().Broker.AdminUIDs)
 }
 
 // refuse audits a refusal (who, what, why; never a secret) and returns err.
@@ -41,9 +44,10 @@ func (b *Broker) refuse(ev Event, c Caller, err error) error {
 // mayStart checks that c may start a session of role: every caller for a
 // role without allowed_uids and allowed_groups, else a listed uid, a member
 // of a listed group, or an admin. The caller's groups are those the kernel
-// gave its connection (see peerCred).
-func (b *Broker) mayStart(c Caller, role configs.Role) error {
-	if !role.Restricted() || b.isAdmin(c.UID) || slices.Contains(role.AllowedUIDs, c.UID) {
+// gave its connection (see peerCred). Admins are those of cfg, the config
+// the start reads.
+func (b *Broker) mayStart(cfg *configs.Config, c Caller, role configs.Role) error {
+	if !role.Restricted() || b.isAdminIn(cfg, c.UID) || slices.Contains(role.AllowedUIDs, c.UID) {
 		return nil
 	}
 	for _, g := range role.AllowedGroups {

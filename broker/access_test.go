@@ -36,7 +36,7 @@ func TestMayStart(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := b.mayStart(tc.caller, tc.role)
+			err := b.mayStart(cfg, tc.caller, tc.role)
 			if tc.ok != (err == nil) {
 				t.Fatalf("mayStart = %v, want allowed %v", err, tc.ok)
 			}

@@ -76,6 +76,9 @@ type Options struct {
 	// Metrics observes the broker (broker/metrics in the daemon); nil: no
 	// metrics.
 	Metrics Metrics
+	// LoadConfig reads and validates the config file again, for reload
+	// requests (`credbroker config reload`); nil: they are refused.
+	LoadConfig func() (*configs.Config, error)
 }
 
 // Hooks lets tests stop the broker at exact steps.
@@ -86,16 +89,23 @@ type Hooks interface {
 
 // Broker is the session manager.
 type Broker struct {
-	cfg   *configs.Config
-	store leases.Store
-	provs *providers.Registry
-	env   *agentenv.Writer
-	audit *AuditLog
-	guard *guard.Guard
-	log   *slog.Logger
-	now   func() time.Time
-	hooks Hooks
-	host  string
+	// cfg is the running config: a SIGHUP reload swaps it (reload.go).
+	// Read it once per operation (config()), so one operation sees one
+	// config. built is the config the daemon started with, which the
+	// providers, store, socket and loops were set up from.
+	cfg        atomic.Pointer[configs.Config]
+	built      *configs.Config
+	reloadMu   sync.Mutex // one reload at a time
+	loadConfig func() (*configs.Config, error)
+	store      leases.Store
+	provs      *providers.Registry
+	env        *agentenv.Writer
+	audit      *AuditLog
+	guard      *guard.Guard
+	log        *slog.Logger
+	now        func() time.Time
+	hooks      Hooks
+	host       string
 
 	egress *egress.Manager // nil: no egress gateways
 
@@ -126,14 +136,15 @@ type Broker struct {
 // New returns a Broker.
 func New(o Options) *Broker {
 	b := &Broker{
-		cfg: o.Config, store: o.Store, provs: o.Providers, env: o.Env,
+		built: o.Config, store: o.Store, provs: o.Providers, env: o.Env,
 		audit: o.Audit, guard: o.Guard, log: o.Logger, now: o.Now, hooks: o.Hooks,
-		host: o.HostID, notices: make(chan struct{}, 1), metrics: o.Metrics,
+		host: o.HostID, notices: make(chan struct{}, 1), metrics: o.Metrics, loadConfig: o.LoadConfig,
 		openProxyFn: o.OpenProxy, proxies: map[string]ProxySession{},
 	}
 	if b.metrics == nil {
 		b.metrics = nopMetrics{}
 	}
+	b.cfg.Store(o.Config)
 	if b.log == nil {
 		b.log = slog.Default()
 	}
@@ -149,6 +160,9 @@ func New(o Options) *Broker {
 	}
 	return b
 }
+
+// config is the running config (see Broker.cfg).
+func (b *Broker) config() *configs.Config { return b.cfg.Load() }
 
 // HostID is the broker's host id ("" for a single broker).
 func (b *Broker) HostID() string { return b.host }

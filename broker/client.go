@@ -179,6 +179,14 @@ func (c *Client) ClearIncident(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/incident/clear", struct{}{}, nil)
 }
 
+// ReloadConfig asks the daemon to reload its config file (admins only);
+// a rejected reload returns ErrReloadRejected (wrapped) naming why.
+func (c *Client) ReloadConfig(ctx context.Context) (ReloadResult, error) {
+	var res ReloadResult
+	err := c.do(ctx, http.MethodPost, "/v1/config/reload", struct{}{}, &res)
+	return res, err
+}
+
 // ReportGuardHit reports a leak guard finding (and revokes its session
 // when h.Revoke).
 func (c *Client) ReportGuardHit(ctx context.Context, h GuardHit) (SessionInfo, error) {

@@ -48,6 +48,12 @@ type DaemonOptions struct {
 	// observes the broker and is served on broker.metrics.listen. Only the
 	// daemon binary links it.
 	Metrics MetricsExporter
+	// Reloads, with LoadConfig, reloads the config on each value received
+	// (the daemon's SIGHUPs): LoadConfig reads and validates the file
+	// again, and Broker.Reload applies what can be applied live. An
+	// admin's `credbroker config reload` uses LoadConfig too.
+	Reloads    <-chan os.Signal
+	LoadConfig func() (*configs.Config, error)
 }
 
 // Serve runs the daemon until ctx ends: it opens the store and audit log,
@@ -110,7 +116,7 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 		}
 	}
 	b = New(Options{Config: cfg, Store: st, Providers: reg, Env: w, Audit: audit, Guard: g, Logger: log, Hooks: o.Hooks, Now: o.Now, HostID: host,
-		EgressDir: filepath.Join(cfg.Broker.RuntimeDir, "egress"), EgressDial: o.EgressDial, OpenProxy: openProxy, Metrics: obs})
+		EgressDir: filepath.Join(cfg.Broker.RuntimeDir, "egress"), EgressDial: o.EgressDial, OpenProxy: openProxy, Metrics: obs, LoadConfig: o.LoadConfig})
 	defer b.CloseEgress()
 	stopMetrics, err := serveMetrics(cfg.Broker.Metrics, o.Metrics, b, log)
 	if err != nil {
@@ -147,6 +153,9 @@ func Serve(ctx context.Context, o DaemonOptions) error {
 	wg.Go(func() { b.loop(loopCtx, cfg.Broker.RefreshInterval.D(), wd.beat) })
 	wg.Go(func() { wd.run(loopCtx, log) })
 	wg.Go(func() { b.WatchIncidents(loopCtx) })
+	if o.Reloads != nil && o.LoadConfig != nil {
+		wg.Go(func() { b.reloadOn(loopCtx, o.Reloads) })
+	}
 	if o.Ready != nil {
 		o.Ready()
 	}
@@ -186,6 +195,19 @@ func checkDaemonDirs(b configs.Broker) error {
 		perm = 0o700
 	}
 	return ensurePrivateDir("broker.runtime_dir", b.RuntimeDir, perm)
+}
+
+// reloadOn reloads the config on each value of reloads (SIGHUP) until
+// ctx ends.
+func (b *Broker) reloadOn(ctx context.Context, reloads <-chan os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reloads:
+		}
+		_, _ = b.reloadNotified(nil) // logged and audited
+	}
 }
 
 // backlogRetry is how often, between ticks, the loop tries to record what

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/credbroker/credbroker/broker/egress"
+	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/leases"
 )
 
@@ -26,8 +27,9 @@ func (b *Broker) egressReport(r egress.Record) {
 }
 
 // openEgress serves the session's egress gateway when its role has an
-// egress block. A failure fails the start (what was minted is revoked).
-func (b *Broker) openEgress(s leases.Session) error {
+// egress block in cfg (the config the session was started under). A
+// failure fails the start (what was minted is revoked).
+func (b *Broker) openEgress(cfg *configs.Config, s leases.Session) error {
 	if b.egress == nil {
 		return nil
 	}
@@ -35,7 +37,7 @@ func (b *Broker) openEgress(s leases.Session) error {
 	if ps := b.proxyOf(s.ID); ps != nil {
 		ic = ps
 	}
-	if _, err := b.egress.Open(s.ID, s.Role, s.UID, ic); err != nil {
+	if _, err := b.egress.OpenWith(cfg, s.ID, s.Role, s.UID, ic); err != nil {
 		return fmt.Errorf("open the session's egress gateway: %w", err)
 	}
 	return nil
@@ -70,7 +72,8 @@ func (b *Broker) CloseEgress() {
 }
 
 // reopenEgress serves again, after a daemon restart, the gateways of this
-// broker's active sessions (their connections did not survive the stop).
+// broker's active sessions (their connections did not survive the stop),
+// with their roles' egress blocks as the config now has them.
 func (b *Broker) reopenEgress(ctx context.Context) {
 	if b.egress == nil {
 		return
@@ -80,11 +83,12 @@ func (b *Broker) reopenEgress(ctx context.Context) {
 		b.log.Error("egress: list sessions to reopen their gateways", "err", err)
 		return
 	}
+	cfg := b.config()
 	for _, s := range ss {
-		if r, ok := b.cfg.Roles[s.Role]; ok && r.UsesProxy() {
+		if r, ok := cfg.Roles[s.Role]; ok && r.UsesProxy() {
 			continue // ended by endProxySessions
 		}
-		if err := b.openEgress(s); err != nil {
+		if err := b.openEgress(cfg, s); err != nil {
 			b.log.Error("egress: reopen gateway", "session", s.ID, "err", err)
 		}
 	}

@@ -110,7 +110,7 @@ func startReason(err error) string {
 
 // observeStart reports a start's outcome; role is the name asked for.
 func (b *Broker) observeStart(role, result string, err error) {
-	if _, ok := b.cfg.Roles[role]; !ok {
+	if _, ok := b.config().Roles[role]; !ok {
 		role = UnknownRole
 	}
 	b.metrics.SessionStart(role, result, startReason(err))
@@ -132,7 +132,7 @@ func (b *Broker) revokeTimed(ctx context.Context, p providers.Provider, l leases
 // the live sessions and leases of this broker.
 func (b *Broker) MetricsState(ctx context.Context) (MetricsState, error) {
 	st := MetricsState{
-		Roles: b.cfg.RoleNames(), Providers: b.provs.Names(),
+		Roles: b.config().RoleNames(), Providers: b.provs.Names(),
 		LiveSessions: map[string]int{}, ActiveLeases: map[string]int{}, PendingRevocations: map[string]int{},
 	}
 	ss, err := b.store.ListSessions(ctx, b.own(leases.SessionStarting, leases.SessionActive))

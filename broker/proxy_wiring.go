@@ -116,7 +116,7 @@ func (b *Broker) onProxyLeak(l ProxyLeak) {
 	reason := fmt.Sprintf("placeholder of the %s sent to %s:%d (%s)", l.What, l.Host, l.Port, l.Where)
 	b.record(Event{Event: EvProxyLeak, Session: l.Session, Reason: reason})
 	b.log.Warn("proxy: a placeholder was sent to a host it is not bound to", "session", l.Session, "host", l.Host, "what", l.What, "where", l.Where)
-	if b.cfg.Broker.Egress.LeakAction == configs.LeakActionRefuse {
+	if b.config().Broker.Egress.LeakAction == configs.LeakActionRefuse {
 		return
 	}
 	// Not on the gateway's goroutine: ending closes that very connection.
@@ -142,7 +142,7 @@ func (b *Broker) endProxySessions(ctx context.Context) {
 		return
 	}
 	for _, s := range ss {
-		role, ok := b.cfg.Roles[s.Role]
+		role, ok := b.config().Roles[s.Role]
 		if !ok || !role.UsesProxy() || b.proxyOf(s.ID) != nil {
 			continue
 		}

@@ -40,6 +40,7 @@ var errCodes = []struct {
 	{ErrProvider, "provider", http.StatusBadGateway},
 	{ErrStoreUnavailable, "store_unavailable", http.StatusServiceUnavailable},
 	{ErrAuditUnavailable, "audit_unavailable", http.StatusServiceUnavailable},
+	{ErrReloadRejected, "reload_rejected", http.StatusUnprocessableEntity},
 }
 
 // Server serves the broker's API on a Unix socket.
@@ -69,6 +70,7 @@ func NewServer(b *Broker, allowed []int, log *slog.Logger) *Server {
 	mux.HandleFunc("POST /v1/incident/clear", s.clearIncident)
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("POST /v1/guard/hits", s.guardHit)
+	mux.HandleFunc("POST /v1/config/reload", s.reloadConfig)
 	s.srv = &http.Server{
 		Handler:           s.authorize(mux),
 		ConnContext:       connContext,
@@ -232,6 +234,12 @@ func (s *Server) clearIncident(w http.ResponseWriter, r *http.Request) {
 	c, _ := callerFrom(r.Context())
 	err := s.b.ClearIncident(r.Context(), c)
 	reply(w, http.StatusOK, map[string]bool{"cleared": err == nil}, err)
+}
+
+func (s *Server) reloadConfig(w http.ResponseWriter, r *http.Request) {
+	c, _ := callerFrom(r.Context())
+	res, err := s.b.RequestReload(c)
+	reply(w, http.StatusOK, res, err)
 }
 
 func (s *Server) guardHit(w http.ResponseWriter, r *http.Request) {

@@ -22,7 +22,10 @@ import (
 // the leases, then writes the session dir. Anything minted is revoked when
 // any later step fails.
 func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (SessionInfo, error) {
-	role, ttl, uid, err := b.checkStart(ctx, c, req)
+	// One config for the whole start: a reload (SIGHUP) meanwhile applies
+	// to the next session, not to half of this one.
+	cfg := b.config()
+	role, ttl, uid, err := b.checkStart(ctx, cfg, c, req)
 	if err != nil {
 		b.record(Event{Event: EvSessionRefused, Role: req.Role, CallerUID: uidPtr(c.UID), CallerPID: c.PID, Reason: err.Error()})
 		b.observeStart(req.Role, StartRefused, err)
@@ -68,7 +71,7 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 		b.at("after-write-dir")
 	}
 	if err == nil {
-		err = b.openEgress(s)
+		err = b.openEgress(cfg, s)
 	}
 	if err == nil {
 		// Nothing is handed out that the audit log does not hold.
@@ -76,7 +79,7 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 		if aerr := b.audit.Record(ev); aerr != nil {
 			b.log.Error("AUDIT LOG WRITE FAILED", "event", ev.Event, "session", ev.Session, "err", aerr)
 			err = fmt.Errorf("%w: %v; credbroker hands out nothing it cannot audit, so what was minted is revoked (free space or fix the permissions of %s)",
-				ErrAuditUnavailable, aerr, b.cfg.Broker.AuditLog)
+				ErrAuditUnavailable, aerr, b.built.Broker.AuditLog)
 		}
 	}
 	if err == nil {
@@ -128,15 +131,16 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 	return info, nil
 }
 
-// checkStart validates a request: role, ttl, uid, incident lock.
-func (b *Broker) checkStart(ctx context.Context, c Caller, req StartRequest) (configs.Role, time.Duration, int, error) {
-	role, ok := b.cfg.Roles[req.Role]
+// checkStart validates a request against cfg: role, ttl, uid, incident
+// lock.
+func (b *Broker) checkStart(ctx context.Context, cfg *configs.Config, c Caller, req StartRequest) (configs.Role, time.Duration, int, error) {
+	role, ok := cfg.Roles[req.Role]
 	if !ok {
-		names := slices.Sorted(maps.Keys(b.cfg.Roles))
+		names := slices.Sorted(maps.Keys(cfg.Roles))
 		return role, 0, 0, fmt.Errorf("%w %q: known roles are %s (see the roles section of %s)",
-			ErrUnknownRole, req.Role, strings.Join(names, ", "), b.cfg.Path)
+			ErrUnknownRole, req.Role, strings.Join(names, ", "), cfg.Path)
 	}
-	if err := b.mayStart(c, role); err != nil {
+	if err := b.mayStart(cfg, c, role); err != nil {
 		return role, 0, 0, err
 	}
 	ttl := role.TTL.D()

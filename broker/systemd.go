@@ -2,8 +2,8 @@ package broker
 
 // What a systemd service of Type=notify started by a .socket unit needs
 // from the daemon: the listener systemd passes (socket activation), and the
-// sd_notify messages READY=1, STOPPING=1 and WATCHDOG=1. Outside systemd
-// (no LISTEN_PID, no NOTIFY_SOCKET) all of it is a no-op.
+// sd_notify messages READY=1, RELOADING=1, STOPPING=1 and WATCHDOG=1.
+// Outside systemd (no LISTEN_PID, no NOTIFY_SOCKET) all of it is a no-op.
 
 import (
 	"context"
@@ -138,6 +138,19 @@ func notify(log *slog.Logger, state string) {
 	case sent && state != daemon.SdNotifyWatchdog:
 		log.Debug("sd_notify", "state", state)
 	}
+}
+
+// notifyReloading tells systemd a reload started. systemd 253 and later
+// want MONOTONIC_USEC (CLOCK_MONOTONIC, in µs) with RELOADING=1, to match
+// it to the reload they asked for; older ones ignore it.
+func notifyReloading(log *slog.Logger) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		notify(log, "RELOADING=1")
+		return
+	}
+	us := ts.Sec*1_000_000 + ts.Nsec/1_000
+	notify(log, "RELOADING=1\nMONOTONIC_USEC="+strconv.FormatInt(us, 10))
 }
 
 // watchdog pings systemd (WATCHDOG=1) at half the unit's WatchdogSec while

@@ -66,7 +66,7 @@ func benchTunnelMemory(b *testing.B) {
 	defer m.CloseAll()
 	var socks []string
 	for i := range memSessions {
-		p, err := m.Open(fmt.Sprintf("s-mem-%d", i), "r", os.Geteuid(), nil)
+		p, err := m.Open(fmt.Sprintf("s-mem-%d", i), "r", os.Geteuid())
 		if err != nil || p == "" {
 			b.Fatalf("open gateway %d: %q, %v", i, p, err)
 		}

@@ -36,7 +36,7 @@ func BenchmarkEgressTunnels200(b *testing.B) {
 	defer m.CloseAll()
 	var socks []string
 	for i := range benchSessions {
-		p, err := m.Open(fmt.Sprintf("s-bench-%d", i), "r", os.Geteuid(), nil)
+		p, err := m.Open(fmt.Sprintf("s-bench-%d", i), "r", os.Geteuid())
 		if err != nil || p == "" {
 			b.Fatalf("open gateway %d: %q, %v", i, p, err)
 		}

@@ -58,9 +58,15 @@ func (m *Manager) SocketPath(id string) string { return filepath.Join(m.cfg.Dir,
 // socket only uid (and root) may use. It returns the socket's path, or ""
 // when the role has no egress. Opening an open session's gateway again
 // returns its path.
-//
-// ic, when not nil, intercepts the session's connections (proxy delivery).
-func (m *Manager) Open(id, role string, uid int, ic Interceptor) (string, error) {
+func (m *Manager) Open(id, role string, uid int) (string, error) {
+	return m.OpenWith(m.cfg.Config, id, role, uid, nil)
+}
+
+// OpenWith is Open with role's policy taken from cfg rather than the
+// Manager's config: the daemon passes the config the session was started
+// under, which a reload (SIGHUP) may since have replaced. ic, when not
+// nil, intercepts the session's connections (proxy delivery).
+func (m *Manager) OpenWith(cfg *configs.Config, id, role string, uid int, ic Interceptor) (string, error) {
 	if !sessionID.MatchString(id) {
 		return "", fmt.Errorf("egress: invalid session id %q", id)
 	}
@@ -69,7 +75,7 @@ func (m *Manager) Open(id, role string, uid int, ic Interceptor) (string, error)
 	if g, ok := m.gws[id]; ok {
 		return g.Path(), nil
 	}
-	p, err := NewPolicy(m.cfg.Config, role, m.cfg.Resolver)
+	p, err := NewPolicy(cfg, role, m.cfg.Resolver)
 	if err != nil || p == nil {
 		return "", err
 	}

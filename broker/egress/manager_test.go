@@ -18,14 +18,14 @@ func TestManagerSocketPerSession(t *testing.T) {
 	m := NewManager(ManagerConfig{Dir: dir, Config: cfg})
 	defer m.CloseAll()
 
-	if p, err := m.Open("s-plain", "plain", os.Geteuid(), nil); p != "" || err != nil {
+	if p, err := m.Open("s-plain", "plain", os.Geteuid()); p != "" || err != nil {
 		t.Errorf("role without egress: %q, %v", p, err)
 	}
 	uid := os.Geteuid()
 	if uid == 0 {
 		uid = 12345 // root gives the socket to the session's uid
 	}
-	p, err := m.Open("s-one", "r", uid, nil)
+	p, err := m.Open("s-one", "r", uid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,10 +47,10 @@ func TestManagerSocketPerSession(t *testing.T) {
 	if len(entries) != 1 {
 		t.Errorf("dir holds %d entries (no bind leftovers wanted)", len(entries))
 	}
-	if p2, _ := m.Open("s-one", "r", uid, nil); p2 != p {
+	if p2, _ := m.Open("s-one", "r", uid); p2 != p {
 		t.Errorf("second open: %q", p2)
 	}
-	if _, err := m.Open("../x", "r", uid, nil); err == nil || !strings.Contains(err.Error(), "invalid session id") {
+	if _, err := m.Open("../x", "r", uid); err == nil || !strings.Contains(err.Error(), "invalid session id") {
 		t.Errorf("bad id: %v", err)
 	}
 	c, err := net.Dial("unix", p)
@@ -66,7 +66,7 @@ func TestManagerSocketPerSession(t *testing.T) {
 		t.Errorf("stats of a closed gateway")
 	}
 	long := NewManager(ManagerConfig{Dir: "/tmp/" + strings.Repeat("x", 100), Config: cfg})
-	if _, err := long.Open("s-one", "r", uid, nil); err == nil || !strings.Contains(err.Error(), "shorter broker.runtime_dir") {
+	if _, err := long.Open("s-one", "r", uid); err == nil || !strings.Contains(err.Error(), "shorter broker.runtime_dir") {
 		t.Errorf("long path: %v", err)
 	}
 }

@@ -2,9 +2,9 @@ package proxy
 
 import (
 	"bytes"
-	"math/rand/v2"
 	"context"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -85,8 +85,10 @@ func BenchmarkProxyS3(b *testing.B) {
 		Region: miniotest.Region, BaseEndpoint: aws.String(named), UsePathStyle: true,
 		Credentials: credentials.NewStaticCredentialsProvider(phID, phSecret, ""),
 		HTTPClient: &http.Client{Transport: &http.Transport{
-			Proxy:       http.ProxyURL(&url.URL{Scheme: "http", Host: "gateway"}),
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "unix", sock) },
+			Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: "gateway"}),
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+			},
 		}},
 	})
 	clients := map[string]*s3.Client{"direct": m.S3(miniotest.RootUser, miniotest.RootPassword, ""), "proxy": viaGateway}

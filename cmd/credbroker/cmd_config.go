@@ -12,7 +12,7 @@ import (
 func newConfigCmd(g *globalOpts) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
-		Short: "Print an example config or check one",
+		Short: "Print an example config, check one, or reload the daemon's",
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "example",
@@ -40,7 +40,7 @@ result is one object: {"path", "ok", "roles"} or {"path", "ok": false,
 		},
 	}
 	check.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
-	cmd.AddCommand(check)
+	cmd.AddCommand(check, newConfigReloadCmd(g))
 	return cmd
 }
 

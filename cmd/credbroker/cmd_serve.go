@@ -17,8 +17,12 @@ func newServeCmd(g *globalOpts) *cobra.Command {
 caller's uid with SO_PEERCRED against broker.allowed_uids, mints and revokes
 credentials, writes session dirs on tmpfs, and runs the refresher, reaper and
 reconciler. SIGINT/SIGTERM stop it gracefully: live sessions stay recorded and
-are carried on by the next start. SIGHUP is logged and otherwise ignored
-(reloading the config is not supported yet: restart to apply changes). The
+are carried on by the next start. SIGHUP (systemctl reload) reloads the
+config file: roles and broker.admin_uids apply to what starts from then on,
+live sessions keep what they were issued; a config that fails validation,
+or that changes a key only a restart applies (socket, dirs, store, provider
+blocks, a role's aws or kube block), is rejected, logged and audited, and
+the running config stays (see docs/operations.md, "Reload (SIGHUP)"). The
 process is made non-dumpable at start, so other processes of its user
 cannot read its memory or environment (its Vault token, a DSN).
 

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -33,18 +32,15 @@ func runServe(ctx context.Context, g *globalOpts, o *serveOpts) error {
 	if err := hardenProcess(); err != nil {
 		return err
 	}
-	stopHUP := ignoreHangup(log)
+	reloads, stopHUP := hangups()
 	defer stopHUP()
 	path, err := configs.Find(g.config)
 	if err != nil {
 		return err
 	}
-	cfg, err := configs.Load(path)
+	cfg, err := serveConfig(g, path)
 	if err != nil {
 		return err
-	}
-	if g.socket != "" {
-		cfg.Broker.Socket = g.socket
 	}
 	if o.allowDisk {
 		log.Warn("--allow-disk is set: session dirs may be written to disk; never use this outside tests")
@@ -57,6 +53,8 @@ func runServe(ctx context.Context, g *globalOpts, o *serveOpts) error {
 		Now:        testClock(),
 		EgressDial: egressDial(),
 		Metrics:    metrics.New(cfg), // served only when broker.metrics.listen is set
+		Reloads:    reloads,
+		LoadConfig: func() (*configs.Config, error) { return serveConfig(g, path) },
 		OpenStore:  storeopen.Open,
 		NewProxy:   newProxy,
 		BuildProviders: func(ctx context.Context, cfg *configs.Config, j providers.Journal, log *slog.Logger) (*providers.Registry, error) {
@@ -94,27 +92,25 @@ func hardenProcess() error {
 	return nil
 }
 
-// ignoreHangup keeps SIGHUP (a closed terminal, or an operator expecting a
-// reload) from killing the daemon: each one is logged until the returned
-// stop is called.
-func ignoreHangup(log *slog.Logger) (stop func()) {
+// hangups catches SIGHUP from now on, so it never kills the daemon (a
+// closed terminal, or an operator reloading): each one is a reload request
+// on the returned channel, which Serve acts on once it is serving (one
+// that comes earlier is kept and acted on then). stop releases the signal.
+func hangups() (<-chan os.Signal, func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-done:
-				return
-			case <-hup:
-				log.Warn("SIGHUP received and ignored: reloading the config is not supported yet; restart the daemon to apply changes")
-			}
-		}
-	})
-	return func() {
-		signal.Stop(hup)
-		close(done)
-		wg.Wait()
+	return hup, func() { signal.Stop(hup) }
+}
+
+// serveConfig loads the config at path with the flags that override it
+// applied: at start, and again on each reload.
+func serveConfig(g *globalOpts, path string) (*configs.Config, error) {
+	cfg, err := configs.Load(path)
+	if err != nil {
+		return nil, err
 	}
+	if g.socket != "" {
+		cfg.Broker.Socket = g.socket
+	}
+	return cfg, nil
 }
