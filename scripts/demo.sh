@@ -254,7 +254,7 @@ if command -v bwrap >/dev/null 2>&1 && bwrap --unshare-all --ro-bind / / true 2>
 echo "agent: VAULT_TOKEN=${VAULT_TOKEN%"${VAULT_TOKEN#????????}"}... (a placeholder of ${#VAULT_TOKEN} chars)"
 echo "agent: vault (curl): $(curl -sS -H "X-Vault-Token: $VAULT_TOKEN" "$VAULT_ADDR/v1/secret/data/agent/readonly/config" | grep -o '"region":"[^"]*"')"
 echo "agent: vault token lookup-self shows the placeholder as its id: $(curl -sS -H "X-Vault-Token: $VAULT_TOKEN" "$VAULT_ADDR/v1/auth/token/lookup-self" | grep -c "\"id\":\"$VAULT_TOKEN\"")"
-echo "agent: aws s3: $(aws s3 cp s3://agent-readable/hello.txt - 2>&1)"
+echo "agent: aws s3: $(aws --endpoint-url "$AWS_ENDPOINT_URL" s3 cp s3://agent-readable/hello.txt - 2>&1)"
 echo "agent: kubectl: $(kubectl get pods 2>&1)"
 echo "agent: AWS key in credentials.json: $(grep -o '"AccessKeyId": "[A-Z0-9]*' "$CREDBROKER_SESSION_DIR/aws/credentials.json" | cut -c17-)"
 cp "$CREDBROKER_SESSION_DIR/vault/token" /workspace/placeholder

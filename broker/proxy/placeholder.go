@@ -44,9 +44,9 @@ func newPlaceholder(name, real string) string {
 		if i := strings.IndexByte(real, '.'); i > 0 && i <= 4 {
 			prefix = real[:i+1] // hvs., hvb., s.
 		}
-		return prefix + random(base62, max(len(real)-len(prefix), minRandom))
+		return prefix + random(base62, max(len(real)-len(prefix), 22)) // ≥ 130 bits
 	case name == providers.SecretKubeToken:
-		return kubePlaceholder()
+		return kubePlaceholder(len(real))
 	case strings.HasPrefix(name, providers.SecretInjectPrefix):
 		return InjectPrefix + random(base62, max(len(real)-len(InjectPrefix), minRandom))
 	}
@@ -54,12 +54,13 @@ func newPlaceholder(name, real string) string {
 }
 
 // kubePlaceholder is shaped like a service-account JWT (three base64url
-// parts), which clients pass on without reading.
-func kubePlaceholder() string {
+// parts), which clients pass on without reading; its signature part pads
+// it to n characters when n allows.
+func kubePlaceholder(n int) string {
 	enc := base64.RawURLEncoding
 	header := enc.EncodeToString([]byte(`{"alg":"RS256","kid":"credbroker-placeholder"}`))
 	payload := enc.EncodeToString([]byte(`{"iss":"credbroker","sub":"placeholder","jti":"` + random(base62, 32) + `"}`))
-	return header + "." + payload + "." + random(base62, 86)
+	return header + "." + payload + "." + random(base62, max(n-len(header)-len(payload)-2, 86))
 }
 
 // random returns n characters drawn uniformly from alphabet.

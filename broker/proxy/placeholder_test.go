@@ -21,8 +21,10 @@ func TestPlaceholderShapes(t *testing.T) {
 		{providers.SecretAWSSecretKey, strings.Repeat("k", 40), regexp.MustCompile(`^[A-Za-z0-9+/]{40}$`), true},
 		{providers.SecretAWSSessionToken, strings.Repeat("t", 700), regexp.MustCompile(`^[A-Za-z0-9+/]{700}$`), true},
 		{providers.SecretVaultToken, "hvs." + strings.Repeat("v", 91), regexp.MustCompile(`^hvs\.[0-9A-Za-z]{91}$`), true},
-		{providers.SecretVaultToken, "s." + strings.Repeat("v", 24), regexp.MustCompile(`^s\.[0-9A-Za-z]{26}$`), false},
+		{providers.SecretVaultToken, "s." + strings.Repeat("v", 24), regexp.MustCompile(`^s\.[0-9A-Za-z]{24}$`), true},
+		{providers.SecretVaultToken, "s." + strings.Repeat("v", 8), regexp.MustCompile(`^s\.[0-9A-Za-z]{22}$`), false},
 		{providers.SecretKubeToken, "eyJhbGciOi.eyJpc3Mi.sig", regexp.MustCompile(`^eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[0-9A-Za-z]{86}$`), false},
+		{providers.SecretKubeToken, "eyJ" + strings.Repeat("k", 1200), regexp.MustCompile(`^eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[0-9A-Za-z]+$`), true},
 		{providers.SecretInjectPrefix + "API_KEY", "sk-ant-" + strings.Repeat("a", 90), regexp.MustCompile(`^cbph_[0-9A-Za-z]{92}$`), true},
 		{providers.SecretInjectPrefix + "SHORT", "short", regexp.MustCompile(`^cbph_[0-9A-Za-z]{26}$`), false},
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/credbroker/credbroker/configs"
@@ -242,13 +243,30 @@ func (s *Session) redactResponse(resp *http.Response) error {
 		_ = resp.Body.Close()
 		return &refusal{fmt.Sprintf("the server answered with Content-Encoding %q, which the gateway cannot check for real secrets", clip(ce))}
 	}
-	resp.Body = &redactReader{src: resp.Body, m: realMatcher(all)}
+	if resp.Request != nil && resp.Request.Method == http.MethodHead ||
+		resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified {
+		return nil // no body: Content-Length describes the object (HeadObject)
+	}
+	same := true
 	for _, v := range all {
-		if len(v.placeholder) != len(v.real.Reveal()) {
-			resp.ContentLength = -1 // a swapped value changes the length
-			resp.Header.Del("Content-Length")
-			break
+		same = same && len(v.placeholder) == len(v.real.Reveal())
+	}
+	body := &redactReader{src: resp.Body, m: realMatcher(all)}
+	switch {
+	case same:
+		resp.Body = body // the length stays what the server said
+	case resp.ContentLength >= 0 && resp.ContentLength <= maxBufferedBody:
+		// A swap may change the length: redact it whole, say the new one.
+		b, err := io.ReadAll(io.LimitReader(body, maxBufferedBody+1))
+		_ = body.Close()
+		if err != nil {
+			return fmt.Errorf("read the answer: %w", err)
 		}
+		resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	default:
+		resp.Body, resp.ContentLength = body, -1
+		resp.Header.Del("Content-Length")
 	}
 	return nil
 }

@@ -151,13 +151,13 @@ echo "kubectl: $(kubectl get pods 2>&1)"
 echo "api: $(curl -sS -H "x-api-key: $API_KEY" ` + url + ` 2>&1)"
 echo "api-added: $(curl -sS ` + url + ` 2>&1)"
 head -c 52428800 /dev/urandom > /tmp/big
-echo "aws-ls: $(aws s3 ls s3://` + miniotest.Readable + `/ 2>&1 | tr '\n' ' ')"
-echo "aws-up: $(aws s3 cp --only-show-errors /tmp/big s3://` + miniotest.Readable + `/big.bin 2>&1 && echo uploaded)"
-echo "aws-down: $(aws s3 cp --only-show-errors s3://` + miniotest.Readable + `/big.bin /tmp/big2 2>&1 && cmp /tmp/big /tmp/big2 && echo same)"
-echo "aws-other: $(aws s3 ls s3://` + miniotest.Other + `/ 2>&1 | tr '\n' ' ')"
+echo "aws-ls: $(aws --endpoint-url "$AWS_ENDPOINT_URL" s3 ls s3://` + miniotest.Readable + `/ 2>&1 | tr '\n' ' ')"
+echo "aws-up: $(aws --endpoint-url "$AWS_ENDPOINT_URL" s3 cp --only-show-errors /tmp/big s3://` + miniotest.Readable + `/big.bin 2>&1 && echo uploaded)"
+echo "aws-down: $(aws --endpoint-url "$AWS_ENDPOINT_URL" s3 cp --only-show-errors s3://` + miniotest.Readable + `/big.bin /tmp/big2 2>&1 && cmp /tmp/big /tmp/big2 && echo same)"
+echo "aws-other: $(aws --endpoint-url "$AWS_ENDPOINT_URL" s3 ls s3://` + miniotest.Other + `/ 2>&1 | tr '\n' ' ')"
 echo "boto3: $(python3 -c 'import boto3,os; c=boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]); print(sorted(o["Key"] for o in c.list_objects_v2(Bucket="` + miniotest.Readable + `")["Contents"]))' 2>&1 | tail -1)"
 echo "==== env"; env
-echo "==== files"; find "$CREDBROKER_SESSION_DIR" -type f -exec cat {} + 2>&1
+echo "==== files"; find "$CREDBROKER_SESSION_DIR" -type f | while read -r f; do cat "$f"; echo; done
 echo "==== leak"
 echo "leak: $(curl -sS -o /dev/null -w '%{http_code}' -H "x-other: $VAULT_TOKEN" ` + url + ` 2>&1)"
 sleep 1
@@ -249,6 +249,11 @@ echo "after-leak: $(/workspace/vault kv get -field=region secret/agent/readonly/
 	}
 	if !strings.Contains(string(log), `"event":"proxy.leak_attempt"`) || !strings.Contains(string(log), "proxy: placeholder of the vault token") {
 		t.Errorf("no proxy.leak_attempt record and leak revocation in the audit log")
+	}
+	for l := range strings.Lines(string(log)) {
+		if strings.Contains(l, `"event":"egress.connection"`) && strings.Contains(l, `"reason"`) {
+			t.Logf("egress record with a reason: %s", l)
+		}
 	}
 	t.Logf("agent output (placeholders only):\n%s", out)
 }
