@@ -94,7 +94,8 @@ lint: $(GOLANGCI)
 FUZZ_TARGETS := configs:FuzzParse agentenv:FuzzParseEnv agentenv:FuzzLoadSession \
 	broker:FuzzDecodeRequest broker:FuzzVerifyAudit broker/guard:FuzzScan broker/guard:FuzzParseDiff \
 	broker/egress:FuzzReadProxyRequest broker/egress:FuzzReadSOCKS broker/egress:FuzzClientHello \
-	broker/proxy/awssig:FuzzParseAuthorization broker/proxy/awssig:FuzzChunkRewriter broker/proxy/awssig:FuzzResign
+	broker/proxy/awssig:FuzzParseAuthorization broker/proxy/awssig:FuzzChunkRewriter broker/proxy/awssig:FuzzResign \
+	broker/proxy:FuzzRedact broker/proxy:FuzzRewriteRequest
 # An execution count, not a duration: a duration can end while a worker is
 # busy and the fuzz engine then fails with "context deadline exceeded".
 FUZZTIME ?= 2000x

@@ -63,7 +63,7 @@ func (u *upstreamCA) server(t testing.TB, host string, h http.Handler) *httptest
 
 // testConfig has a Vault provider at vault.test:8200 and a kube provider
 // is left out (it needs a kubeconfig file).
-func testConfig(t *testing.T) *configs.Config {
+func testConfig(t testing.TB) *configs.Config {
 	t.Helper()
 	return &configs.Config{Providers: configs.Providers{Vault: &configs.VaultProvider{Address: "https://vault.test:8200"}}}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -124,7 +125,8 @@ func findIn(r *http.Request, vals []value) (*value, string) {
 		}
 		return nil
 	}
-	if v := has(r.URL.RawQuery + " " + r.URL.EscapedPath() + " " + r.URL.Path); v != nil {
+	q, _ := url.QueryUnescape(r.URL.RawQuery)
+	if v := has(r.URL.RawQuery + " " + q + " " + r.URL.EscapedPath() + " " + r.URL.Path); v != nil {
 		return v, "url"
 	}
 	for k, vs := range r.Header {

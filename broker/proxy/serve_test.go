@@ -12,6 +12,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/internal/secret"
+	"github.com/credbroker/credbroker/providers"
 )
 
 // TestTunnelVaultSwap: a request with the placeholder token reaches the
@@ -180,5 +185,73 @@ func TestClosedSessionRefuses(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden || hits.Load() != 0 {
 		t.Fatalf("status %d, %d requests reached the server", resp.StatusCode, hits.Load())
+	}
+}
+
+// TestTunnelUpgrade: an upgrade (as kubectl exec, port-forward and
+// logs -f make) gets the real token on its request and then relays the
+// stream both ways. There is no kubelet here to exec into, so a local
+// server that upgrades stands in for the API server's upgrade.
+func TestTunnelUpgrade(t *testing.T) {
+	up := newUpstreamCA(t)
+	var lk leaks
+	cfg := &configs.Config{Providers: configs.Providers{Vault: &configs.VaultProvider{Address: "https://vault.test:8200"}}}
+	d, err := New(Options{Config: cfg, RootsPEM: up.pem, OnLeak: lk.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := d.Open("s-up", testRole(), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	g, err := s.Deliver("vault", providers.Grant{UpstreamCA: up.pem, Env: map[string]secret.Value{"VAULT_TOKEN": secret.New(realVaultToken)},
+		Secrets: []providers.IssuedSecret{{Value: secret.New(realVaultToken), What: "vault token", Name: providers.SecretVaultToken}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := up.server(t, "vault.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+realVaultToken || r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		c, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		rw.Flush()
+		io.Copy(c, rw) // echo until the client closes
+	}))
+	client, gw := net.Pipe()
+	go s.ServeTunnel(context.Background(), gw, bufio.NewReader(gw), "vault.test", 8200, func(ctx context.Context) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", srv.Listener.Addr().String())
+	})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(s.ca.certPEM)
+	tc := tls.Client(client, &tls.Config{RootCAs: pool, ServerName: "vault.test"})
+	defer tc.Close()
+	req := "GET /api/v1/namespaces/x/pods/p/exec HTTP/1.1\r\nHost: vault.test:8200\r\nAuthorization: Bearer " +
+		g.Env["VAULT_TOKEN"].Reveal() + "\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+	if _, err := io.WriteString(tc, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(tc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d, want 101", resp.StatusCode)
+	}
+	for _, msg := range []string{"ping\n", "a longer line of the stream\n"} {
+		if _, err := io.WriteString(tc, msg); err != nil {
+			t.Fatal(err)
+		}
+		got, err := br.ReadString('\n')
+		if err != nil || got != msg {
+			t.Fatalf("echo %q, %v; want %q", got, err, msg)
+		}
 	}
 }
