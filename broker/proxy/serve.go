@@ -121,7 +121,8 @@ func (s *Session) reverseProxy(scheme, host string, port int, bs []binding, tr h
 				pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), refuseKey{}, err))
 			}
 		},
-		Transport: refusingTransport{tr},
+		Transport:  refusingTransport{tr},
+		BufferPool: buffers,
 		// Streamed answers (chunked: watches, logs -f) are flushed at once
 		// whatever this says; sized ones are written in full buffers.
 		FlushInterval: 0,

@@ -91,10 +91,10 @@ func once(seen *bool, field string, err error) error {
 }
 
 func unsupportedScheme(alg string) *RefusedError {
-	switch {
-	case alg == "AWS4-ECDSA-P256-SHA256":
+	switch alg {
+	case "AWS4-ECDSA-P256-SHA256":
 		return refuse(CodeInvalidRequest, "SigV4a (AWS4-ECDSA-P256-SHA256) is not supported through the credential proxy; use a regional endpoint, which SDKs sign with SigV4")
-	case alg == "AWS":
+	case "AWS":
 		return refuse(CodeInvalidRequest, "signature version 2 is not supported; use SigV4 (every current SDK and CLI does)")
 	default:
 		return refuse(CodeAccessDenied, "the request is not signed with AWS SigV4 (AWS4-HMAC-SHA256); configure the AWS client with the session's credentials")
