@@ -2,13 +2,13 @@
 # Prints the medians and ratios behind docs/performance.md from raw
 # `go test -bench` output (one or more files, -count runs of each
 # benchmark). Median of ns/op per benchmark (GOMAXPROCS suffix dropped),
-# and of the egress benchmarks' own metrics (keyed NAME:UNIT); ratios are
-# of medians. Usage: scripts/bench-ratios.sh FILE...
+# and of the egress and revoke benchmarks' own metrics (keyed NAME:UNIT);
+# ratios are of medians. Usage: scripts/bench-ratios.sh FILE...
 set -euo pipefail
 
 awk '/^Benchmark/ && $4 == "ns/op" {
     n = $1; sub(/-[0-9]+$/, "", n); print n, $3
-    if (n ~ /^BenchmarkEgress/) for (i = 5; i < NF; i += 2) if ($(i + 1) !~ /^(MB\/s|B\/op|allocs\/op)$/) print n ":" $(i + 1), $i
+    if (n ~ /^Benchmark(Egress|RevokeAll|VaultRevoke)/) for (i = 5; i < NF; i += 2) if ($(i + 1) !~ /^(MB\/s|B\/op|allocs\/op)$/) print n ":" $(i + 1), $i
   }' "$@" |
   sort -k1,1 -k2,2n |
   awk '
@@ -69,10 +69,18 @@ awk '/^Benchmark/ && $4 == "ns/op" {
       show("egress: daemon goroutines per open idle tunnel", m "goroutines/tunnel")
       ratio("sandbox forwarder: CONNECT tunnel open, via forwarder / straight to the gateway socket",
         "BenchmarkForwarder/connect/via-forwarder", "BenchmarkForwarder/connect/direct-gateway")
-      ratio("Vault one by one (10,000) / credbroker revoke --all (10,000)",
-        "BenchmarkVaultRevoke10000/one-by-one", "BenchmarkRevokeAll/10000")
-      ratio("Vault by parent (10,000) / credbroker revoke --all (10,000)",
-        "BenchmarkVaultRevoke10000/by-parent", "BenchmarkRevokeAll/10000")
+      ra = "BenchmarkRevokeAll/"; vt = "BenchmarkVaultRevoke10000/"
+      ratio("revoke --all, 10,000 sessions, until rejected: credbroker / Vault tree revoke (goal <= 1.3x)",
+        ra "10000:ms-rejected", vt "by-parent:ms-rejected")
+      ratio("  the same, until the revoke calls returned",
+        ra "10000:ms-returned", vt "by-parent:ms-returned")
+      ratio("  the same, whole command (dirs, store) / the Vault tree revoke call",
+        ra "10000", vt "by-parent")
+      ratio("revoke --all until Vault rejects the tokens: t(10,000) / t(100)", ra "10000:ms-rejected", ra "100:ms-rejected")
+      ratio("revoke --all until the revoke calls returned: t(10,000) / t(100)", ra "10000:ms-returned", ra "100:ms-returned")
+      ratio("revoke --all whole command: t(10,000) / t(100)", ra "10000", ra "100")
+      ratio("10,000 tokens until rejected: Vault one by one (8 in flight) / credbroker revoke --all",
+        vt "one-by-one:ms-rejected", ra "10000:ms-rejected")
     }
     function fmt(ns) {
       if (ns >= 1e9) return sprintf("%.2f s", ns / 1e9)

@@ -1,0 +1,178 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/providers/vault/vaulttest"
+)
+
+// BenchmarkRevokeAll measures revoke --all with n live Vault sessions (role
+// agent-readonly: one session token each, children of the broker's epoch
+// token) against a real Vault. ns/op is the whole command (servers, dir
+// wipes, store bookkeeping). From the start of the command:
+//
+//   - ms-returned: the providers' revoke-all calls returned (the broker's
+//     own RevokedIn);
+//   - ms-rejected: the last of a random sample of session tokens was seen
+//     rejected by Vault (bench_reject_test.go; a sampled token never
+//     rejected fails the benchmark, and every token is checked after);
+//   - ms-dirs-wiped: every session dir was gone.
+//
+// BenchmarkVaultRevoke10000/by-parent measures Vault's own tree revocation
+// of as many tokens the same way, in the same run (scripts/bench.sh runs
+// both in one go test). Setting up 10,000 sessions takes minutes on a
+// loaded 2-core machine: run with -benchtime=1x.
+func BenchmarkRevokeAll(b *testing.B) {
+	for _, n := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) { benchRevokeAll(b, n) })
+	}
+}
+
+func benchRevokeAll(b *testing.B, n int) {
+	h := newHarness(b)
+	ctx := context.Background()
+	var returned, rejected, wiped time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		_ = h.b.ClearIncident(ctx, h.caller) // none on the first round
+		toks := startMany(b, h, n)
+		w := watchRejection(b, h, toks)
+		w.begin()
+		b.StartTimer()
+		rep, err := h.b.RevokeAll(ctx, h.caller, "bench")
+		b.StopTimer()
+		if err != nil || !rep.Complete {
+			b.Fatalf("revoke all: %+v %v", rep, err)
+		}
+		rejected += w.wait()
+		returned += rep.RevokedIn
+		wiped += rep.WipedIn
+		assertAllRejected(b, h, toks)
+		b.StartTimer()
+	}
+	b.ReportMetric(msPer(returned, b.N), "ms-returned")
+	b.ReportMetric(msPer(rejected, b.N), "ms-rejected")
+	b.ReportMetric(msPer(wiped, b.N), "ms-dirs-wiped")
+}
+
+// startMany starts n sessions four at a time and returns their tokens.
+func startMany(b *testing.B, h *harness, n int) []string {
+	toks := make([]string, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			si, err := h.b.StartSession(context.Background(), h.caller, broker.StartRequest{Role: "agent-readonly"})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			toks[i] = h.token(si)
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+	return toks
+}
+
+// BenchmarkVaultRevoke10000: the same Vault, 10,000 tokens of the same kind
+// (policy agent-readonly, through the same token role, children of one
+// parent), revoked without credbroker, timed as BenchmarkRevokeAll is:
+//
+//   - by-parent: one revoke-accessor on their parent, Vault's own tree
+//     revocation (the call credbroker makes on its epoch);
+//   - one-by-one: revoke-accessor on each token, 8 in flight.
+//
+// ns/op and ms-returned are until the calls returned, ms-rejected until
+// the last of a random sample of the tokens was seen rejected.
+func BenchmarkVaultRevoke10000(b *testing.B) {
+	const n = 10000
+	for _, mode := range []string{"one-by-one", "by-parent"} {
+		b.Run(mode, func(b *testing.B) {
+			h := newHarness(b)
+			var returned, rejected time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				parent, toks, accs := childTokens(b, h, n)
+				w := watchRejection(b, h, toks)
+				start := w.begin()
+				b.StartTimer()
+				if mode == "by-parent" {
+					if _, err := h.srv.Client.Logical().Write("auth/token/revoke-accessor", map[string]any{"accessor": parent}); err != nil {
+						b.Fatal(err)
+					}
+				} else {
+					revokeEach(b, h, accs)
+				}
+				returned += time.Since(start)
+				b.StopTimer()
+				rejected += w.wait()
+				assertAllRejected(b, h, toks)
+				b.StartTimer()
+			}
+			b.ReportMetric(msPer(returned, b.N), "ms-returned")
+			b.ReportMetric(msPer(rejected, b.N), "ms-rejected")
+		})
+	}
+}
+
+// childTokens creates a parent token and n children below it, 8 at a
+// time, and returns the parent's accessor and the children's tokens and
+// accessors.
+func childTokens(b *testing.B, h *harness, n int) (string, []string, []string) {
+	sec, err := h.srv.Client.Auth().Token().Create(&api.TokenCreateRequest{TTL: "2h", DisplayName: "bench-parent"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pc, _ := h.srv.Client.Clone()
+	pc.SetToken(sec.Auth.ClientToken)
+	toks := make([]string, n)
+	accs := make([]string, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			c, err := pc.Auth().Token().CreateWithRole(&api.TokenCreateRequest{Policies: []string{"agent-readonly"}, TTL: "1h"}, vaulttest.TokenRole)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			toks[i], accs[i] = c.Auth.ClientToken, c.Auth.Accessor
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+	return sec.Auth.Accessor, toks, accs
+}
+
+func revokeEach(b *testing.B, h *harness, accs []string) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, a := range accs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := h.srv.Client.Logical().Write("auth/token/revoke-accessor", map[string]any{"accessor": a}); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+}
