@@ -13,11 +13,12 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// The revoke benchmarks time revocation to the moment Vault rejects the
-// tokens: a random sample of rejectSample tokens is polled with
-// lookup-self (straight at Vault, not through the broker's proxy) by
-// rejectPollers goroutines, each going round its share of the sample with
-// a 1 ms pause between rounds, from the moment the revocation starts.
+// The revoke benchmarks time revocation to the moment the server rejects
+// the credentials: a random sample of rejectSample of them is polled (a
+// Vault token with lookup-self, straight at Vault, not through the
+// broker's proxy) by rejectPollers goroutines, each going round its share
+// of the sample with a 1 ms pause between rounds, from the moment the
+// revocation starts.
 const (
 	rejectSample  = 50
 	rejectPollers = 5
@@ -26,7 +27,12 @@ const (
 	rejectBound = 5 * time.Minute
 )
 
-// rejection watches a sample of tokens while something revokes them.
+// check asks the server whether one credential is still accepted: true
+// when it is, false when the server rejects it, an error for any other
+// answer.
+type check func() (bool, error)
+
+// rejection watches a sample of credentials while something revokes them.
 type rejection struct {
 	b     *testing.B
 	go_   chan struct{}
@@ -37,25 +43,35 @@ type rejection struct {
 	err   error
 }
 
-// watchRejection picks a random sample of toks, checks that each is valid
-// now (so a rejection seen later is the revocation's doing) and readies
-// the pollers; begin starts them and the clock.
+// watchRejection picks a random sample of the Vault tokens toks and
+// watches it (watchChecks).
 func watchRejection(b *testing.B, h *harness, toks []string) *rejection {
 	b.Helper()
-	r := &rejection{b: b, go_: make(chan struct{})}
 	idx := rand.Perm(len(toks))[:min(rejectSample, len(toks))]
-	clients := make([]*api.Client, len(idx))
+	checks := make([]check, len(idx))
 	for i, j := range idx {
-		clients[i] = h.client(toks[j])
-		valid, err := lookupSelf(clients[i])
+		c := h.client(toks[j])
+		checks[i] = func() (bool, error) { return lookupSelf(c) }
+	}
+	return watchChecks(b, checks)
+}
+
+// watchChecks checks that each credential is accepted now (so a rejection
+// seen later is the revocation's doing) and readies the pollers; begin
+// starts them and the clock.
+func watchChecks(b *testing.B, checks []check) *rejection {
+	b.Helper()
+	r := &rejection{b: b, go_: make(chan struct{})}
+	for i, c := range checks {
+		valid, err := c()
 		if err != nil || !valid {
-			b.Fatalf("sampled token %d of %d is not valid before the revocation (err %v)", j, len(toks), err)
+			b.Fatalf("sampled credential %d is not accepted before the revocation (err %v)", i, err)
 		}
 	}
 	for p := range rejectPollers {
-		var mine []*api.Client
-		for i := p; i < len(clients); i += rejectPollers {
-			mine = append(mine, clients[i])
+		var mine []check
+		for i := p; i < len(checks); i += rejectPollers {
+			mine = append(mine, checks[i])
 		}
 		r.wg.Go(func() { <-r.go_; r.poll(mine) })
 	}
@@ -69,17 +85,17 @@ func (r *rejection) begin() time.Time {
 	return r.start
 }
 
-// poll asks Vault about each still-valid token of its share, round after
-// round, until every one was rejected (or the bound passed).
-func (r *rejection) poll(live []*api.Client) {
+// poll asks the server about each still-accepted credential of its share,
+// round after round, until every one was rejected (or the bound passed).
+func (r *rejection) poll(live []check) {
 	for len(live) > 0 {
 		if time.Since(r.start) > rejectBound {
-			r.fail(fmt.Errorf("%d sampled tokens are still valid %v after the revocation started", len(live), rejectBound))
+			r.fail(fmt.Errorf("%d sampled credentials are still accepted %v after the revocation started", len(live), rejectBound))
 			return
 		}
 		next := live[:0]
 		for _, c := range live {
-			valid, err := lookupSelf(c)
+			valid, err := c()
 			if err != nil {
 				r.fail(err)
 				return
@@ -103,14 +119,14 @@ func (r *rejection) fail(err error) {
 	}
 }
 
-// wait returns when every sampled token was seen rejected: the time from
-// begin to the last first rejection. A token never rejected, or an
-// unexpected answer from Vault, fails the benchmark.
+// wait returns when every sampled credential was seen rejected: the time
+// from begin to the last first rejection. One never rejected, or an
+// unexpected answer from the server, fails the benchmark.
 func (r *rejection) wait() time.Duration {
 	r.b.Helper()
 	r.wg.Wait()
 	if r.err != nil {
-		r.b.Fatalf("waiting for Vault to reject the sampled tokens: %v", r.err)
+		r.b.Fatalf("waiting for the server to reject the sampled credentials: %v", r.err)
 	}
 	return time.Duration(r.last.Load())
 }

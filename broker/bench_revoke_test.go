@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/leases"
+	"github.com/credbroker/credbroker/providers"
+	"github.com/credbroker/credbroker/providers/vault"
 	"github.com/credbroker/credbroker/providers/vault/vaulttest"
 )
 
@@ -23,7 +27,9 @@ import (
 //   - ms-rejected: the last of a random sample of session tokens was seen
 //     rejected by Vault (bench_reject_test.go; a sampled token never
 //     rejected fails the benchmark, and every token is checked after);
-//   - ms-dirs-wiped: every session dir was gone.
+//   - ms-dirs-wiped: every session dir was gone;
+//   - ms-to-vault-call: the broker called the Vault provider's RevokeAll
+//     (what comes before it: the incident lock, listing the store).
 //
 // BenchmarkVaultRevoke10000/by-parent measures Vault's own tree revocation
 // of as many tokens the same way, in the same run (scripts/bench.sh runs
@@ -36,16 +42,17 @@ func BenchmarkRevokeAll(b *testing.B) {
 }
 
 func benchRevokeAll(b *testing.B, n int) {
-	h := newHarness(b)
+	clock := &revokeAllClock{}
+	h := newHarness(b, withRevokeAllClock(clock))
 	ctx := context.Background()
-	var returned, rejected, wiped time.Duration
+	var returned, rejected, wiped, toCall time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		_ = h.b.ClearIncident(ctx, h.caller) // none on the first round
 		toks := startMany(b, h, n)
 		w := watchRejection(b, h, toks)
-		w.begin()
+		start := w.begin()
 		b.StartTimer()
 		rep, err := h.b.RevokeAll(ctx, h.caller, "bench")
 		b.StopTimer()
@@ -55,12 +62,39 @@ func benchRevokeAll(b *testing.B, n int) {
 		rejected += w.wait()
 		returned += rep.RevokedIn
 		wiped += rep.WipedIn
+		toCall += time.Unix(0, clock.called.Load()).Sub(start)
 		assertAllRejected(b, h, toks)
 		b.StartTimer()
 	}
 	b.ReportMetric(msPer(returned, b.N), "ms-returned")
 	b.ReportMetric(msPer(rejected, b.N), "ms-rejected")
 	b.ReportMetric(msPer(wiped, b.N), "ms-dirs-wiped")
+	b.ReportMetric(msPer(toCall, b.N), "ms-to-vault-call")
+}
+
+// revokeAllClock wraps the Vault provider and notes when the broker calls
+// its RevokeAll.
+type revokeAllClock struct {
+	providers.Provider
+	called atomic.Int64 // Unix ns
+}
+
+func withRevokeAllClock(c *revokeAllClock) harnessOpt {
+	return func(hc *harnessConfig) {
+		hc.wrap = func(p providers.Provider) providers.Provider {
+			if p.Name() != vault.Name {
+				return p
+			}
+			c.Provider = p
+			return c
+		}
+	}
+}
+
+// RevokeAll notes the time and calls the provider's.
+func (c *revokeAllClock) RevokeAll(ctx context.Context, ls []leases.Lease) ([]string, error) {
+	c.called.Store(time.Now().UnixNano())
+	return c.Provider.RevokeAll(ctx, ls)
 }
 
 // startMany starts n sessions four at a time and returns their tokens.
