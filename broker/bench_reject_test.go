@@ -43,17 +43,15 @@ type rejection struct {
 	err   error
 }
 
-// watchRejection picks a random sample of the Vault tokens toks and
-// watches it (watchChecks).
-func watchRejection(b *testing.B, h *harness, toks []string) *rejection {
+// watchRejection watches a random sample of checks (watchChecks).
+func watchRejection(b *testing.B, checks []check) *rejection {
 	b.Helper()
-	idx := rand.Perm(len(toks))[:min(rejectSample, len(toks))]
-	checks := make([]check, len(idx))
+	idx := rand.Perm(len(checks))[:min(rejectSample, len(checks))]
+	sample := make([]check, len(idx))
 	for i, j := range idx {
-		c := h.client(toks[j])
-		checks[i] = func() (bool, error) { return lookupSelf(c) }
+		sample[i] = checks[j]
 	}
-	return watchChecks(b, checks)
+	return watchChecks(b, sample)
 }
 
 // watchChecks checks that each credential is accepted now (so a rejection
@@ -145,18 +143,27 @@ func lookupSelf(c *api.Client) (bool, error) {
 	return false, fmt.Errorf("lookup-self: %w", err)
 }
 
-// assertAllRejected checks every token, not only the sample, 8 at a time.
-func assertAllRejected(b *testing.B, h *harness, toks []string) {
+// vaultChecks returns a lookup-self check per Vault token.
+func vaultChecks(h *harness, toks []string) []check {
+	checks := make([]check, len(toks))
+	for i, tok := range toks {
+		c := h.client(tok)
+		checks[i] = func() (bool, error) { return lookupSelf(c) }
+	}
+	return checks
+}
+
+// assertAllRejected runs every check, not only the sample's, 8 at a time.
+func assertAllRejected(b *testing.B, checks []check) {
 	b.Helper()
 	var (
 		valid atomic.Int64
 		g     errgroup.Group
 	)
 	g.SetLimit(8)
-	for _, tok := range toks {
-		c := h.client(tok)
+	for _, c := range checks {
 		g.Go(func() error {
-			ok, err := lookupSelf(c)
+			ok, err := c()
 			if ok {
 				valid.Add(1)
 			}
@@ -167,7 +174,7 @@ func assertAllRejected(b *testing.B, h *harness, toks []string) {
 		b.Fatal(err)
 	}
 	if n := valid.Load(); n != 0 {
-		b.Fatalf("%d of %d tokens are still valid after the revocation", n, len(toks))
+		b.Fatalf("%d of %d credentials are still accepted after the revocation", n, len(checks))
 	}
 }
 

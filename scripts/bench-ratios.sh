@@ -81,6 +81,10 @@ awk '/^Benchmark/ && $4 == "ns/op" {
       ratio("revoke --all whole command: t(10,000) / t(100)", ra "10000", ra "100")
       ratio("10,000 tokens until rejected: Vault one by one (8 in flight) / credbroker revoke --all",
         vt "one-by-one:ms-rejected", ra "10000:ms-rejected")
+      mx = "BenchmarkRevokeAllMixed/1000:"
+      show("revoke --all, 1,000 Vault+AWS (MinIO) sessions: provider calls returned", mx "ms-returned")
+      show("  until Vault rejects the session tokens", mx "ms-rejected-vault")
+      show("  until MinIO rejects the session keys", mx "ms-rejected-aws")
     }
     function fmt(ns) {
       if (ns >= 1e9) return sprintf("%.2f s", ns / 1e9)

@@ -27,7 +27,7 @@ run cli ./cmd/credbroker/ -bench '^Benchmark(AWSSessionStart|CLIStartup)$' -coun
 run session-vs-direct ./broker/ -bench '^BenchmarkSessionVsDirect$' -count="$COUNT" -timeout 60m
 run broker-lifecycle ./broker/ -bench '^Benchmark(StartSession|EndSession)$' -benchmem -benchtime=200x -count=5 -timeout 30m
 run memory ./cmd/credbroker/ -bench '^BenchmarkDaemonMemory10000$' -benchtime=1x -timeout 30m
-run revoke-all ./broker/ -bench '^Benchmark(RevokeAll|VaultRevoke10000)$' -benchtime=1x -timeout 60m
+run revoke-all ./broker/ -bench '^Benchmark(RevokeAll|RevokeAllMixed|VaultRevoke10000)$' -benchtime=1x -timeout 60m
 run fleet ./cmd/credbroker/ -bench '^BenchmarkFleetRevokeAll$' -benchtime=1x -timeout 30m
 run egress ./broker/egress/ -bench '^BenchmarkEgress(Connect|Throughput|Tunnels200)$' -count="$COUNT"
 run egress-memory ./broker/egress/ -bench '^BenchmarkEgressMemoryPerTunnel$' -benchtime=1x -count=3
