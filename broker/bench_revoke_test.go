@@ -136,32 +136,38 @@ func tokens(h *harness, sis []broker.SessionInfo) []string {
 //
 //   - by-parent: one revoke-accessor on their parent, Vault's own tree
 //     revocation (the call credbroker makes on its epoch);
+//   - by-4-parents: the tokens spread over 4 parents, whose trees are
+//     revoked at once (4 revoke-accessor calls in parallel);
 //   - one-by-one: revoke-accessor on each token, 8 in flight.
 //
 // ns/op and ms-returned are until the calls returned, ms-rejected until
 // the last of a random sample of the tokens was seen rejected.
 func BenchmarkVaultRevoke10000(b *testing.B) {
 	const n = 10000
-	for _, mode := range []string{"one-by-one", "by-parent"} {
-		b.Run(mode, func(b *testing.B) {
+	for _, mode := range []struct {
+		name    string
+		parents int
+	}{{"one-by-one", 1}, {"by-parent", 1}, {"by-4-parents", 4}} {
+		b.Run(mode.name, func(b *testing.B) {
 			h := newHarness(b)
 			var returned, rejected time.Duration
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
-				parent, toks, accs := childTokens(b, h, n)
+				parents, toks, accs := childTokens(b, h, n, mode.parents)
 				checks := vaultChecks(h, toks)
 				w := watchRejection(b, checks)
 				start := w.begin()
 				b.StartTimer()
-				if mode == "by-parent" {
-					if _, err := h.srv.Client.Logical().Write("auth/token/revoke-accessor", map[string]any{"accessor": parent}); err != nil {
-						b.Fatal(err)
-					}
-				} else {
+				if mode.name == "one-by-one" {
 					revokeEach(b, h, accs)
+				} else {
+					revokeEach(b, h, parents)
 				}
 				returned += time.Since(start)
+				if b.Failed() {
+					b.FailNow()
+				}
 				b.StopTimer()
 				rejected += w.wait()
 				assertAllRejected(b, checks)
@@ -173,16 +179,20 @@ func BenchmarkVaultRevoke10000(b *testing.B) {
 	}
 }
 
-// childTokens creates a parent token and n children below it, 8 at a
-// time, and returns the parent's accessor and the children's tokens and
-// accessors.
-func childTokens(b *testing.B, h *harness, n int) (string, []string, []string) {
-	sec, err := h.srv.Client.Auth().Token().Create(&api.TokenCreateRequest{TTL: "2h", DisplayName: "bench-parent"})
-	if err != nil {
-		b.Fatal(err)
+// childTokens creates k parent tokens and n children spread evenly below
+// them, 8 at a time, and returns the parents' accessors and the children's
+// tokens and accessors.
+func childTokens(b *testing.B, h *harness, n, k int) ([]string, []string, []string) {
+	parents := make([]string, k)
+	pcs := make([]*api.Client, k)
+	for i := range k {
+		sec, err := h.srv.Client.Auth().Token().Create(&api.TokenCreateRequest{TTL: "2h", DisplayName: "bench-parent"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		parents[i] = sec.Auth.Accessor
+		pcs[i] = h.client(sec.Auth.ClientToken)
 	}
-	pc, _ := h.srv.Client.Clone()
-	pc.SetToken(sec.Auth.ClientToken)
 	toks := make([]string, n)
 	accs := make([]string, n)
 	var wg sync.WaitGroup
@@ -191,7 +201,7 @@ func childTokens(b *testing.B, h *harness, n int) (string, []string, []string) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			c, err := pc.Auth().Token().CreateWithRole(&api.TokenCreateRequest{Policies: []string{"agent-readonly"}, TTL: "1h"}, vaulttest.TokenRole)
+			c, err := pcs[i%k].Auth().Token().CreateWithRole(&api.TokenCreateRequest{Policies: []string{"agent-readonly"}, TTL: "1h"}, vaulttest.TokenRole)
 			if err != nil {
 				b.Error(err)
 				return
@@ -203,7 +213,7 @@ func childTokens(b *testing.B, h *harness, n int) (string, []string, []string) {
 	if b.Failed() {
 		b.FailNow()
 	}
-	return sec.Auth.Accessor, toks, accs
+	return parents, toks, accs
 }
 
 func revokeEach(b *testing.B, h *harness, accs []string) {

@@ -76,6 +76,8 @@ awk '/^Benchmark/ && $4 == "ns/op" {
         ra "10000:ms-returned", vt "by-parent:ms-returned")
       ratio("  the same, whole command (dirs, store) / the Vault tree revoke call",
         ra "10000", vt "by-parent")
+      ratio("10,000 tokens until rejected: Vault, 4 trees of 2,500 at once / one tree of 10,000",
+        vt "by-4-parents:ms-rejected", vt "by-parent:ms-rejected")
       ratio("revoke --all until Vault rejects the tokens: t(10,000) / t(100)", ra "10000:ms-rejected", ra "100:ms-rejected")
       ratio("revoke --all until the revoke calls returned: t(10,000) / t(100)", ra "10000:ms-returned", ra "100:ms-returned")
       ratio("revoke --all whole command: t(10,000) / t(100)", ra "10000", ra "100")
