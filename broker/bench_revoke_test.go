@@ -29,7 +29,9 @@ import (
 //     rejected fails the benchmark, and every token is checked after);
 //   - ms-dirs-wiped: every session dir was gone;
 //   - ms-to-vault-call: the broker called the Vault provider's RevokeAll
-//     (what comes before it: the incident lock, listing the store).
+//     (what comes before it: the incident lock, listing the store);
+//   - epochs: the epoch tokens (Vault trees) recorded, one per 2,500
+//     sessions.
 //
 // BenchmarkVaultRevoke10000/by-parent measures Vault's own tree revocation
 // of as many tokens the same way, in the same run (scripts/bench.sh runs
@@ -46,12 +48,18 @@ func benchRevokeAll(b *testing.B, n int) {
 	h := newHarness(b, withRevokeAllClock(clock))
 	ctx := context.Background()
 	var returned, rejected, wiped, toCall time.Duration
+	epochs := 0
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		_ = h.b.ClearIncident(ctx, h.caller) // none on the first round
 		checks := vaultChecks(h, tokens(h, startMany(b, h, n, "agent-readonly")))
 		w := watchRejection(b, checks)
+		ep, err := h.st.FindLeases(ctx, leases.LeaseFilter{BrokerOnly: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		epochs += len(ep)
 		start := w.begin()
 		b.StartTimer()
 		rep, err := h.b.RevokeAll(ctx, h.caller, "bench")
@@ -70,6 +78,7 @@ func benchRevokeAll(b *testing.B, n int) {
 	b.ReportMetric(msPer(rejected, b.N), "ms-rejected")
 	b.ReportMetric(msPer(wiped, b.N), "ms-dirs-wiped")
 	b.ReportMetric(msPer(toCall, b.N), "ms-to-vault-call")
+	b.ReportMetric(float64(epochs)/float64(b.N), "epochs")
 }
 
 // revokeAllClock wraps the Vault provider and notes when the broker calls
