@@ -107,3 +107,16 @@ awk '/^Benchmark/ && $4 == "ns/op" {
       if (k in med) printf "%-78s %s\n", what, fmtk(k, med[k])
     }
   '
+
+# The revoke --all goal pairs each run's credbroker figure with Vault's in
+# the same go test (machine load moves both): the ratio per run, and their
+# median.
+awk '/^goos:/ { run++ }
+  function metric(unit,   i) { for (i = 5; i < NF; i += 2) if ($(i + 1) == unit) return $i; return "" }
+  /^BenchmarkRevokeAll\/10000-/ { c[run] = metric("ms-rejected") }
+  /^BenchmarkVaultRevoke10000\/by-parent-/ { v[run] = metric("ms-rejected") }
+  END { for (r in c) if ((r in v) && c[r] != "" && v[r] > 0) printf "%.2f\n", c[r] / v[r] }' "$@" |
+  sort -n |
+  awk '{ x[++n] = $1; l = l sep $1 "x"; sep = ", " }
+    END { if (n) printf "%-78s %s; median %.2fx\n", "revoke --all, 10,000, until rejected, credbroker / Vault tree, per run (goal <= 1.3x)", l, (n % 2) ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2 }'
+
