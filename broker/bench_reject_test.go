@@ -35,13 +35,13 @@ type check func() (bool, error)
 
 // rejection watches a sample of credentials while something revokes them.
 type rejection struct {
-	b     *testing.B
-	go_   chan struct{}
-	start time.Time
-	last  atomic.Int64 // time after start the last sampled token was first seen rejected
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	err   error
+	b       *testing.B
+	started chan struct{}
+	start   time.Time
+	last    atomic.Int64 // time after start the last sampled token was first seen rejected
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	err     error
 }
 
 // watchRejection watches a random sample of checks (watchChecks).
@@ -60,7 +60,7 @@ func watchRejection(b *testing.B, checks []check) *rejection {
 // starts them and the clock.
 func watchChecks(b *testing.B, checks []check) *rejection {
 	b.Helper()
-	r := &rejection{b: b, go_: make(chan struct{})}
+	r := &rejection{b: b, started: make(chan struct{})}
 	for i, c := range checks {
 		valid, err := c()
 		if err != nil || !valid {
@@ -72,7 +72,7 @@ func watchChecks(b *testing.B, checks []check) *rejection {
 		for i := p; i < len(checks); i += rejectPollers {
 			mine = append(mine, checks[i])
 		}
-		r.wg.Go(func() { <-r.go_; r.poll(mine) })
+		r.wg.Go(func() { <-r.started; r.poll(mine) })
 	}
 	return r
 }
@@ -80,7 +80,7 @@ func watchChecks(b *testing.B, checks []check) *rejection {
 // begin starts the clock and the pollers, and returns the start time.
 func (r *rejection) begin() time.Time {
 	r.start = time.Now()
-	close(r.go_)
+	close(r.started)
 	return r.start
 }
 

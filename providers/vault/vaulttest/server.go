@@ -71,9 +71,10 @@ func StartOn(t testing.TB, host string) *Server {
 	return nil
 }
 
-// CPUsEnv, when set (a taskset CPU list such as "0"), runs the Vault
-// server on those CPUs only: the revoke benchmarks use it to give Vault and
-// the broker separate cores, as separate hosts would.
+// CPUsEnv names the environment variable that, when set (a taskset CPU
+// list such as "0"), runs the Vault server on those CPUs only: the revoke
+// benchmarks use it to give Vault and the broker separate cores, as
+// separate hosts would.
 const CPUsEnv = "CREDBROKER_VAULT_CPUS"
 
 func start(bin, host string) (*Server, error) {
