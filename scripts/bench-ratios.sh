@@ -70,7 +70,7 @@ awk '/^Benchmark/ && $4 == "ns/op" {
       ratio("sandbox forwarder: CONNECT tunnel open, via forwarder / straight to the gateway socket",
         "BenchmarkForwarder/connect/via-forwarder", "BenchmarkForwarder/connect/direct-gateway")
       ra = "BenchmarkRevokeAll/"; vt = "BenchmarkVaultRevoke10000/"
-      ratio("revoke --all, 10,000 sessions, until rejected: credbroker / Vault tree revoke (goal <= 1.3x)",
+      ratio("revoke --all, 10,000 sessions, until rejected: credbroker / Vault tree revoke (medians)",
         ra "10000:ms-rejected", vt "by-parent:ms-rejected")
       ratio("  the same, until the revoke calls returned",
         ra "10000:ms-returned", vt "by-parent:ms-returned")
