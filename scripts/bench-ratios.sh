@@ -2,13 +2,13 @@
 # Prints the medians and ratios behind docs/performance.md from raw
 # `go test -bench` output (one or more files, -count runs of each
 # benchmark). Median of ns/op per benchmark (GOMAXPROCS suffix dropped),
-# and of the egress benchmarks' own metrics (keyed NAME:UNIT); ratios are
-# of medians. Usage: scripts/bench-ratios.sh FILE...
+# and of the egress and revoke benchmarks' own metrics (keyed NAME:UNIT);
+# ratios are of medians. Usage: scripts/bench-ratios.sh FILE...
 set -euo pipefail
 
 awk '/^Benchmark/ && $4 == "ns/op" {
     n = $1; sub(/-[0-9]+$/, "", n); print n, $3
-    if (n ~ /^BenchmarkEgress/) for (i = 5; i < NF; i += 2) if ($(i + 1) !~ /^(MB\/s|B\/op|allocs\/op)$/) print n ":" $(i + 1), $i
+    if (n ~ /^Benchmark(Egress|RevokeAll|VaultRevoke)/) for (i = 5; i < NF; i += 2) if ($(i + 1) !~ /^(MB\/s|B\/op|allocs\/op)$/) print n ":" $(i + 1), $i
   }' "$@" |
   sort -k1,1 -k2,2n |
   awk '
@@ -77,10 +77,24 @@ awk '/^Benchmark/ && $4 == "ns/op" {
         "BenchmarkProxyThroughput/put/files", "BenchmarkProxyThroughput/put/proxy")
       ratio("proxy delivery: Vault session start with an egress gateway, proxy / files",
         "BenchmarkStartSessionProxy/proxy", "BenchmarkStartSessionProxy/files")
-      ratio("Vault one by one (10,000) / credbroker revoke --all (10,000)",
-        "BenchmarkVaultRevoke10000/one-by-one", "BenchmarkRevokeAll/10000")
-      ratio("Vault by parent (10,000) / credbroker revoke --all (10,000)",
-        "BenchmarkVaultRevoke10000/by-parent", "BenchmarkRevokeAll/10000")
+      ra = "BenchmarkRevokeAll/"; vt = "BenchmarkVaultRevoke10000/"
+      ratio("revoke --all, 10,000 sessions, until rejected: credbroker / Vault tree revoke (medians)",
+        ra "10000:ms-rejected", vt "by-parent:ms-rejected")
+      ratio("  the same, until the revoke calls returned",
+        ra "10000:ms-returned", vt "by-parent:ms-returned")
+      ratio("  the same, whole command (dirs, store) / the Vault tree revoke call",
+        ra "10000", vt "by-parent")
+      ratio("10,000 tokens until rejected: Vault, 4 trees of 2,500 at once / one tree of 10,000",
+        vt "by-4-parents:ms-rejected", vt "by-parent:ms-rejected")
+      ratio("revoke --all until Vault rejects the tokens: t(10,000) / t(100)", ra "10000:ms-rejected", ra "100:ms-rejected")
+      ratio("revoke --all until the revoke calls returned: t(10,000) / t(100)", ra "10000:ms-returned", ra "100:ms-returned")
+      ratio("revoke --all whole command: t(10,000) / t(100)", ra "10000", ra "100")
+      ratio("10,000 tokens until rejected: Vault one by one (8 in flight) / credbroker revoke --all",
+        vt "one-by-one:ms-rejected", ra "10000:ms-rejected")
+      mx = "BenchmarkRevokeAllMixed/1000:"
+      show("revoke --all, 1,000 Vault+AWS (MinIO) sessions: provider calls returned", mx "ms-returned")
+      show("  until Vault rejects the session tokens", mx "ms-rejected-vault")
+      show("  until MinIO rejects the session keys", mx "ms-rejected-aws")
     }
     function fmt(ns) {
       if (ns >= 1e9) return sprintf("%.2f s", ns / 1e9)
@@ -101,3 +115,16 @@ awk '/^Benchmark/ && $4 == "ns/op" {
       if (k in med) printf "%-78s %s\n", what, fmtk(k, med[k])
     }
   '
+
+# The revoke --all goal pairs each run's credbroker figure with Vault's in
+# the same go test (machine load moves both): the ratio per run, and their
+# median.
+awk '/^goos:/ { run++ }
+  function metric(unit,   i) { for (i = 5; i < NF; i += 2) if ($(i + 1) == unit) return $i; return "" }
+  /^BenchmarkRevokeAll\/10000-/ { c[run] = metric("ms-rejected") }
+  /^BenchmarkVaultRevoke10000\/by-parent-/ { v[run] = metric("ms-rejected") }
+  END { for (r in c) if ((r in v) && c[r] != "" && v[r] > 0) printf "%.2f\n", c[r] / v[r] }' "$@" |
+  sort -n |
+  awk '{ x[++n] = $1; l = l sep $1 "x"; sep = ", " }
+    END { if (n) printf "%-78s %s; median %.2fx\n", "revoke --all, 10,000, until rejected, credbroker / Vault tree, per run (goal <= 1.3x)", l, (n % 2) ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2 }'
+

@@ -14,25 +14,44 @@ import (
 )
 
 // epochClient returns a client authenticated with an epoch token that will
-// outlive a session of ttl, creating a new epoch when needed. Session tokens
-// are children of the epoch, so revoking the epoch (by accessor) revokes
-// every session token and every lease they created in one call.
+// outlive a session of ttl, creating a new epoch when needed: none yet,
+// the current one would not outlive the session, or it took
+// p.epochSessions session tokens already (then it is kept in p.full).
+// Session tokens are children of the epoch, so revoking the epoch (by
+// accessor) revokes every session token and every lease they created in
+// one call.
 func (p *Provider) epochClient(ctx context.Context, ttl time.Duration) (*api.Client, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.epoch == nil || p.epoch.expiresAt.Sub(p.now()) < ttl+configs.EpochMargin {
+	if p.epoch == nil || p.epoch.expiresAt.Sub(p.now()) < ttl+configs.EpochMargin || p.epoch.sessions >= p.epochSessions {
 		e, err := p.newEpoch(ctx)
 		if err != nil {
 			return nil, err
 		}
+		if p.epoch != nil && p.epoch.sessions >= p.epochSessions {
+			p.full = append(p.liveFull(), p.epoch)
+		}
 		p.epoch = e
 	}
+	p.epoch.sessions++
 	c, err := p.client.Clone()
 	if err != nil {
 		return nil, fmt.Errorf("vault: clone client: %w", err)
 	}
 	c.SetToken(p.epoch.token.Reveal())
 	return c, nil
+}
+
+// liveFull returns the full epochs that have not expired (p.mu held).
+func (p *Provider) liveFull() []*epoch {
+	now := p.now()
+	live := p.full[:0]
+	for _, e := range p.full {
+		if e.expiresAt.After(now) {
+			live = append(live, e)
+		}
+	}
+	return live
 }
 
 // dropEpoch forgets the current epoch if it is still the one with token tok,

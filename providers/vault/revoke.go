@@ -101,10 +101,10 @@ func (p *Provider) revokeAccessor(ctx context.Context, accessor string) error {
 	return nil
 }
 
-// RevokeAll revokes every epoch token in ls (normally one or two per
-// broker, those of every broker sharing the store included) and the one in
-// memory: Vault then revokes every session token below them and every
-// lease those created. The next Mint starts a new epoch. Running it twice,
+// RevokeAll revokes every epoch token in ls (one per DefaultEpochSessions
+// sessions and rotation, those of every broker sharing the store included)
+// and those in memory: Vault then revokes every session token below them
+// and every lease those created. The next Mint starts a new epoch. Running it twice,
 // or on two brokers at once, is harmless: a revoked epoch counts as
 // revoked. Every session token is a child of an epoch, so when every epoch
 // went, every lease in ls is covered; when one failed, only the epochs
@@ -123,8 +123,12 @@ func (p *Provider) RevokeAll(ctx context.Context, ls []leases.Lease) ([]string, 
 	if p.epoch != nil {
 		accessors[p.epoch.accessor] = true
 	}
+	for _, e := range p.liveFull() {
+		accessors[e.accessor] = true
+	}
 	failed := map[string]bool{}
-	// Each epoch is its own tree (one per broker host and rotation):
+	// Each epoch is its own tree (one per broker host, rotation and
+	// DefaultEpochSessions sessions):
 	// Vault revokes them in parallel.
 	var (
 		mu   sync.Mutex
@@ -153,7 +157,7 @@ func (p *Provider) RevokeAll(ctx context.Context, ls []leases.Lease) ([]string, 
 		}
 		return covered, fmt.Errorf("vault: revoke all: %d of %d epochs failed: %w", len(errs), len(accessors), errs[0])
 	}
-	p.epoch = nil
+	p.epoch, p.full = nil, nil
 	return providers.IDs(ls), nil
 }
 

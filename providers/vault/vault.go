@@ -62,9 +62,23 @@ type Provider struct {
 	// dial, if set, is the Vault client's dialer (WithDial).
 	dial hostsdial.DialFunc
 
+	// epochSessions is how many session tokens one epoch takes before the
+	// next session starts a new one (WithEpochSessions).
+	epochSessions int
+
 	mu    sync.Mutex
 	epoch *epoch
+	// full holds the epochs this process filled (and that still live), so
+	// RevokeAll reaches them even when the store cannot be read.
+	full []*epoch
 }
+
+// DefaultEpochSessions is how many session tokens an epoch takes before
+// the broker starts another: revoke --all revokes each epoch's tree with
+// its own call, up to four at once, and Vault walks a tree in one
+// goroutine, so trees of this size let it revoke 10,000 sessions on
+// several cores (docs/performance.md).
+const DefaultEpochSessions = 2500
 
 // Option configures New.
 type Option func(*Provider)
@@ -77,6 +91,16 @@ func WithHostID(id string) Option {
 	return func(p *Provider) { p.self = leases.BrokerSession(id) }
 }
 
+// WithEpochSessions sets how many session tokens an epoch takes before the
+// next session starts a new one (DefaultEpochSessions when n < 1).
+func WithEpochSessions(n int) Option {
+	return func(p *Provider) {
+		if n > 0 {
+			p.epochSessions = n
+		}
+	}
+}
+
 // WithDial makes the provider's Vault client dial with d (the daemon
 // passes one that maps broker.egress.hosts names); nil keeps the default.
 func WithDial(d hostsdial.DialFunc) Option {
@@ -87,6 +111,7 @@ type epoch struct {
 	token     secret.Value
 	accessor  string
 	expiresAt time.Time
+	sessions  int // session tokens created with it
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -117,7 +142,7 @@ func New(ctx context.Context, cfg configs.VaultProvider, journal providers.Journ
 		caPEM = b
 	}
 	p := &Provider{cfg: cfg, journal: journal, log: log.With("provider", Name), now: time.Now, caPEM: caPEM,
-		self: leases.BrokerSessionID}
+		self: leases.BrokerSessionID, epochSessions: DefaultEpochSessions}
 	for _, o := range opts {
 		o(p)
 	}
