@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -385,4 +386,51 @@ func TestProxyPlaceholderDiesAtEnd(t *testing.T) {
 		t.Fatal("no request failed after the session ended")
 	}
 	t.Logf("placeholder refused %v after `session end` started (the command took %v)", firstFail.Sub(start), returned.Sub(start))
+}
+
+// TestProxySessionEndsAtRestart: a proxy-delivered session's real
+// credentials lived only in the daemon's memory, so a restarted daemon
+// ends it (and revokes its token) instead of carrying it on, while a
+// file-delivered session of the same run carries on.
+func TestProxySessionEndsAtRestart(t *testing.T) {
+	t.Parallel()
+	srv := vaulttest.Start(t)
+	vaulttest.Seed(t, srv)
+	e := newE2EAt(t, srv, strings.Replace(srv.Addr, "127.0.0.1", vaultHost, 1))
+	e.egressConfig(t, "agent-proxy-vault", []string{vaultHost}, nil, "    delivery: proxy\n    vault:\n      policies: [agent-readonly]\n")
+	d := e.serve(t)
+	start := func(role string) (id string) {
+		var si struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal([]byte(e.mustCLI(t, "session", "start", "--role", role, "-o", "json").stdout), &si); err != nil {
+			t.Fatal(err)
+		}
+		return si.ID
+	}
+	proxied, filed := start("agent-proxy-vault"), start("agent-readonly")
+	before := e.liveSessionTokens(t)
+	if code := d.signal(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("daemon exit %d", code)
+	}
+	e.serve(t)
+	show := func(id string) (state, reason string) {
+		var si struct {
+			State     string `json:"state"`
+			EndReason string `json:"end_reason"`
+		}
+		if err := json.Unmarshal([]byte(e.mustCLI(t, "session", "show", id, "-o", "json").stdout), &si); err != nil {
+			t.Fatal(err)
+		}
+		return si.State, si.EndReason
+	}
+	if st, why := show(proxied); st != "ended" || !strings.Contains(why, "proxy-delivered") {
+		t.Errorf("proxy-delivered session after a restart: %s (%q), want ended by the restart", st, why)
+	}
+	if st, _ := show(filed); st != "active" {
+		t.Errorf("file-delivered session after a restart: %s, want active", st)
+	}
+	if after := e.liveSessionTokens(t); after != before-1 {
+		t.Errorf("%d live session tokens after the restart, want %d (the proxied one revoked)", after, before-1)
+	}
 }
