@@ -52,24 +52,7 @@ func TestEgressClientsBwrap(t *testing.T) {
 	}
 	e.addSecret(t, miniotest.RootPassword)
 	e.addSecret(t, kube.Token(kubetest.AdminUser))
-	kc, err := os.ReadFile(kube.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(e.dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, []byte(strings.ReplaceAll(string(kc), "https://127.0.0.1:", "https://"+kubeHost+":")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	minioURL := strings.Replace(minio.URL, "127.0.0.1", minioHost, 1)
-	cfg, err := os.ReadFile(e.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	provs := fmt.Sprintf("providers:\n  aws:\n    region: %s\n    sts_endpoint: %s\n    endpoint_url: %s\n    revocation: minio-revoke-tokens\n  kube:\n    kubeconfig: %s\n    context: %s\n",
-		miniotest.Region, minioURL, minioURL, kubeconfig, kubetest.AdminContext)
-	if err := os.WriteFile(e.config, []byte(strings.Replace(string(cfg), "providers:\n", provs, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	e.namedProviders(t, minio, kube)
 	e.egressConfig(t, "agent-clients", []string{vaultHost, minioHost, kubeHost}, nil, fmt.Sprintf(`    vault:
       policies: [agent-readonly]
     aws:
@@ -81,9 +64,7 @@ func TestEgressClientsBwrap(t *testing.T) {
       role: pod-reader
       token_ttl: 10m
 `, miniotest.ReadOnlyPolicy, ns))
-	none := filepath.Join(e.dir, "no-such-aws-file")
-	e.serve(t, "AWS_ACCESS_KEY_ID="+miniotest.RootUser, "AWS_SECRET_ACCESS_KEY="+miniotest.RootPassword,
-		"AWS_CONFIG_FILE="+none, "AWS_SHARED_CREDENTIALS_FILE="+none)
+	e.serveWithMinIO(t)
 
 	// The vault binary is not under /usr: a hard link in the project (on
 	// the same disk as the test binaries' cache) makes it visible.
@@ -138,4 +119,39 @@ echo "addrs: $VAULT_ADDR $AWS_ENDPOINT_URL"`
 			t.Errorf("no allowed egress.connection record for %s: the client did not go through the gateway", host)
 		}
 	}
+}
+
+// namedProviders adds the AWS provider (MinIO) and the Kubernetes
+// provider to e's config, both reached by the names broker.egress.hosts
+// maps to 127.0.0.1 (minioHost, kubeHost), as sandboxed clients must
+// name them for their proxy to carry them.
+func (e *e2e) namedProviders(t *testing.T, minio *miniotest.Server, kube *kubetest.Server) {
+	t.Helper()
+	kc, err := os.ReadFile(kube.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(e.dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(strings.ReplaceAll(string(kc), "https://127.0.0.1:", "https://"+kubeHost+":")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	minioURL := strings.Replace(minio.URL, "127.0.0.1", minioHost, 1)
+	provs := fmt.Sprintf("providers:\n  aws:\n    region: %s\n    sts_endpoint: %s\n    endpoint_url: %s\n    revocation: minio-revoke-tokens\n  kube:\n    kubeconfig: %s\n    context: %s\n",
+		miniotest.Region, minioURL, minioURL, kubeconfig, kubetest.AdminContext)
+	if err := os.WriteFile(e.config, []byte(strings.Replace(string(cfg), "providers:\n", provs, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serveWithMinIO starts the daemon with MinIO's root keys as its AWS
+// identity (and no AWS files), plus env.
+func (e *e2e) serveWithMinIO(t *testing.T, env ...string) *proc {
+	t.Helper()
+	none := filepath.Join(e.dir, "no-such-aws-file")
+	return e.serve(t, append([]string{"AWS_ACCESS_KEY_ID=" + miniotest.RootUser, "AWS_SECRET_ACCESS_KEY=" + miniotest.RootPassword,
+		"AWS_CONFIG_FILE=" + none, "AWS_SHARED_CREDENTIALS_FILE=" + none}, env...)...)
 }

@@ -98,24 +98,7 @@ func TestProxyDeliveryBwrap(t *testing.T) {
 	if err := os.WriteFile(roots, append(append(system, '\n'), ca.PEM...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	kc, err := os.ReadFile(kube.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(e.dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, []byte(strings.ReplaceAll(string(kc), "https://127.0.0.1:", "https://"+kubeHost+":")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := os.ReadFile(e.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	minioURL := strings.Replace(minio.URL, "127.0.0.1", minioHost, 1)
-	provs := fmt.Sprintf("providers:\n  aws:\n    region: %s\n    sts_endpoint: %s\n    endpoint_url: %s\n    revocation: minio-revoke-tokens\n  kube:\n    kubeconfig: %s\n    context: %s\n",
-		miniotest.Region, minioURL, minioURL, kubeconfig, kubetest.AdminContext)
-	if err := os.WriteFile(e.config, []byte(strings.Replace(string(cfg), "providers:\n", provs, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	e.namedProviders(t, minio, kube)
 	api := apiHost + ":" + strconv.Itoa(apiPort)
 	e.egressConfig(t, "agent-proxy", []string{vaultHost, kubeHost, apiHost, minioHost}, []string{api}, fmt.Sprintf(`    delivery: proxy
     vault:
@@ -135,9 +118,7 @@ func TestProxyDeliveryBwrap(t *testing.T) {
         hosts: [%q]
         header: "x-api-key: {}"
 `, readWritePolicy, ns, api))
-	none := filepath.Join(e.dir, "no-such-aws-file")
-	e.serve(t, "SSL_CERT_FILE="+roots, "AWS_ACCESS_KEY_ID="+miniotest.RootUser, "AWS_SECRET_ACCESS_KEY="+miniotest.RootPassword,
-		"AWS_CONFIG_FILE="+none, "AWS_SHARED_CREDENTIALS_FILE="+none)
+	e.serveWithMinIO(t, "SSL_CERT_FILE="+roots)
 
 	base, err := os.MkdirTemp("", "credbroker-proxy-")
 	if err != nil {
