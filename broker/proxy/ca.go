@@ -25,7 +25,9 @@ type sessionCA struct {
 	cert    *x509.Certificate
 	certPEM []byte
 	key     *ecdsa.PrivateKey
-	// leafKey is shared by the leaves (one key per session, not per host).
+	// leafKey is shared by the leaves (one key per session, not per host),
+	// made with the first leaf: a session that never reaches a bound
+	// host over TLS never pays for it.
 	leafKey *ecdsa.PrivateKey
 
 	mu     sync.Mutex
@@ -38,10 +40,6 @@ func newSessionCA(session string, hosts []string, notAfter time.Time) (*sessionC
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: CA key: %w", err)
-	}
-	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("proxy: leaf key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
@@ -82,7 +80,7 @@ func newSessionCA(session string, hosts []string, notAfter time.Time) (*sessionC
 		return nil, fmt.Errorf("proxy: CA certificate: %w", err)
 	}
 	return &sessionCA{
-		cert: cert, key: key, leafKey: leafKey, leaves: map[string]*tls.Certificate{},
+		cert: cert, key: key, leaves: map[string]*tls.Certificate{},
 		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 	}, nil
 }
@@ -93,6 +91,13 @@ func (c *sessionCA) leaf(host string) (*tls.Certificate, error) {
 	defer c.mu.Unlock()
 	if l, ok := c.leaves[host]; ok {
 		return l, nil
+	}
+	if c.leafKey == nil {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: leaf key: %w", err)
+		}
+		c.leafKey = k
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
