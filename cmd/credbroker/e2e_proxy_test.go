@@ -55,12 +55,23 @@ func proxyAPI(t *testing.T, ca *testCA, key string) int {
 	return int(netip.MustParseAddrPort(srv.Listener.Addr().String()).Port())
 }
 
+// plainHTTP serves body over plain HTTP on 127.0.0.1: the "pod port" the
+// kubelet stand-in forwards to.
+func plainHTTP(t *testing.T, body string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) }))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
 // TestProxyDeliveryBwrap: with delivery: proxy, the official clients in
 // bubblewrap work with only placeholders: the vault CLI reads a secret and
 // looks its token up (the answer shows the placeholder, not the token),
-// kubectl lists pods through the session CA, curl reaches an HTTPS API
-// with an injected key (swapped, and added when absent). Nothing the
-// sandbox saw (env, files, every answer) holds a real value: the leak
+// kubectl lists pods, reads a pod's logs, execs into it (with stdin) and
+// forwards its port through the session CA (the upgrades pass the gateway
+// after the token swap; the pod runs on kubetest's kubelet stand-in),
+// curl reaches an HTTPS API with an injected key (swapped, and added when
+// absent). Nothing the sandbox saw (env, files, every answer) holds a real value: the leak
 // guard, which fingerprints both, finds only placeholders in it. Each
 // placeholder is refused by Vault and kube-apiserver directly. A
 // placeholder sent to another bound host is refused and audited, and
@@ -74,9 +85,15 @@ func TestProxyDeliveryBwrap(t *testing.T) {
 	minio := miniotest.Start(t)
 	kube := kubetest.Shared(t)
 	ns := kube.Namespace(t)
-	if err := kube.CreateRole(context.Background(), kubetest.PodReader(ns)); err != nil {
+	if err := kube.CreateRole(context.Background(), kubetest.PodOperator(ns)); err != nil {
 		t.Fatal(err)
 	}
+	// The pod kubectl reads logs from, execs into and forwards a port of
+	// (through the gateway and the real API server) runs on the kubelet
+	// stand-in: no real kubelet can run here (kubetest.Kubelet says why).
+	kubelet := kube.StartKubelet(t)
+	kubelet.Pod(t, kube, ns, "web")
+	kubelet.Forward(80, plainHTTP(t, "forwarded-ok"))
 	e.addSecret(t, kube.Token(kubetest.AdminUser))
 	e.addSecret(t, miniotest.RootPassword)
 	b := make([]byte, 16)
@@ -109,7 +126,7 @@ func TestProxyDeliveryBwrap(t *testing.T) {
       policy: '%s'
     kube:
       namespace: %s
-      role: pod-reader
+      role: pod-operator
       token_ttl: 10m
     inject:
       - env: API_KEY
@@ -129,7 +146,13 @@ func TestProxyDeliveryBwrap(t *testing.T) {
 	url := "https://" + api + "/check"
 	script := `echo "vault: $(/workspace/vault kv get -field=region secret/agent/readonly/config 2>&1)"
 echo "lookup: $(/workspace/vault token lookup -format=json 2>&1 | tr -d '\n ')"
-echo "kubectl: $(kubectl get pods 2>&1)"
+echo "kubectl: $(kubectl get pods -o name 2>&1)"
+echo "kube-logs: $(kubectl logs web 2>&1 | tr '\n' '|')"
+echo "kube-exec: $(kubectl exec web -- echo exec ok 2>&1)"
+echo "kube-stdin: $(echo through stdin | kubectl exec -i web -- cat 2>&1)"
+kubectl port-forward pod/web 18080:80 >/tmp/pf.log 2>&1 &
+i=0; until pf=$(curl -sS --noproxy '*' http://127.0.0.1:18080/ 2>/dev/null) || [ $i -ge 150 ]; do i=$((i+1)); sleep 0.1; done
+echo "kube-pf: $pf"; kill %1
 echo "api: $(curl -sS -H "x-api-key: $API_KEY" ` + url + ` 2>&1)"
 echo "api-added: $(curl -sS ` + url + ` 2>&1)"
 head -c 52428800 /dev/urandom > /tmp/big
@@ -166,7 +189,11 @@ echo "after-leak: $(/workspace/vault kv get -field=region secret/agent/readonly/
 		{"lookup", "the placeholder as the token's id", func(s string) bool {
 			return env["VAULT_TOKEN"] != "" && strings.Contains(s, `"id":"`+env["VAULT_TOKEN"]+`"`)
 		}},
-		{"kubectl", "No resources found in " + ns, func(s string) bool { return strings.Contains(s, "No resources found in "+ns+" namespace") }},
+		{"kubectl", "pod/web", func(s string) bool { return s == "pod/web" }},
+		{"kube-logs", "the stand-in's log lines", func(s string) bool { return s == strings.Join(kubelet.LogLines, "|")+"|" }},
+		{"kube-exec", "exec ok", func(s string) bool { return s == "exec ok" }},
+		{"kube-stdin", "through stdin", func(s string) bool { return s == "through stdin" }},
+		{"kube-pf", "forwarded-ok", func(s string) bool { return s == "forwarded-ok" }},
 		{"api", "api-ok", func(s string) bool { return s == "api-ok" }},
 		{"api-added", "api-ok", func(s string) bool { return s == "api-ok" }},
 		{"aws-ls", "a listing with " + miniotest.Object, func(s string) bool { return strings.Contains(s, miniotest.Object) }},

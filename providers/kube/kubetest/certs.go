@@ -15,8 +15,10 @@ import (
 	"time"
 )
 
-// writeCerts writes, into dir, a throwaway CA, a serving certificate for
-// 127.0.0.1 signed by it, and the service-account signing key. Everything is
+// writeCerts writes, into dir, a throwaway CA, serving certificates for
+// 127.0.0.1 signed by it (the API server's, and the kubelet stand-in's,
+// which the API server verifies with --kubelet-certificate-authority), and
+// the service-account signing key. Everything is
 // generated per run, so no key is shared between test runs or machines.
 func writeCerts(dir string) (caPEM []byte, err error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -59,16 +61,34 @@ func writeCerts(dir string) (caPEM []byte, err error) {
 	if err != nil {
 		return nil, err
 	}
+	kubeletKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	kubeletTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(3),
+		Subject:      pkix.Name{CommonName: "kubelet"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	kubeletDER, err := x509.CreateCertificate(rand.Reader, kubeletTmpl, caCert, &kubeletKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
 	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
 	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 	files := map[string][]byte{
-		"ca.crt":     caPEM,
-		"server.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER}),
+		"ca.crt":      caPEM,
+		"server.crt":  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER}),
+		"kubelet.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: kubeletDER}),
 	}
-	for name, k := range map[string]*ecdsa.PrivateKey{"server.key": srvKey, "sa.key": saKey} {
+	for name, k := range map[string]*ecdsa.PrivateKey{"server.key": srvKey, "kubelet.key": kubeletKey, "sa.key": saKey} {
 		der, err := x509.MarshalECPrivateKey(k)
 		if err != nil {
 			return nil, err

@@ -42,6 +42,21 @@ func PodReader(ns string) *rbacv1.Role {
 	}
 }
 
+// PodOperator reads pods and their logs, execs into them and forwards
+// their ports: what an agent debugging a workload needs, and what the
+// kubelet stand-in (StartKubelet) serves.
+func PodOperator(ns string) *rbacv1.Role {
+	return &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "pod-operator", Namespace: ns},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
+			// WebSocket upgrades arrive as GET; SPDY ones as POST (create).
+			{APIGroups: []string{""}, Resources: []string{"pods/exec", "pods/portforward"}, Verbs: []string{"get", "create"}},
+		},
+	}
+}
+
 // CreateRole creates r as admin.
 func (s *Server) CreateRole(ctx context.Context, r *rbacv1.Role) error {
 	_, err := s.Admin.RbacV1().Roles(r.Namespace).Create(ctx, r, metav1.CreateOptions{})

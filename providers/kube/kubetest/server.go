@@ -237,6 +237,8 @@ func (s *Server) startAPIServer(bin, etcdURL string, port int) error {
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+f("sa.key"),
 		"--service-account-signing-key-file="+f("sa.key"),
+		"--kubelet-certificate-authority="+f("ca.crt"),
+		"--kubelet-preferred-address-types=InternalIP",
 		"--authorization-mode=RBAC",
 		"--token-auth-file="+f("tokens.csv"),
 		"--audit-log-path="+s.AuditLog, "--audit-policy-file="+f("audit-policy.yaml"),
