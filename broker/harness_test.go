@@ -98,10 +98,14 @@ type harnessConfig struct {
 	// proxyDelivery serves egress gateways with proxy delivery (and adds
 	// the roles agent-vault and agent-vault-proxy).
 	proxyDelivery bool
-	minio         bool
-	iam           bool
-	kube          bool
-	extra         []providers.Provider
+	// proxyWrap, when set, wraps the broker's OpenProxy; proxyNoGateway
+	// adds the proxy roles but serves no gateway.
+	proxyWrap      func(broker.OpenProxyFunc) broker.OpenProxyFunc
+	proxyNoGateway bool
+	minio          bool
+	iam            bool
+	kube           bool
+	extra          []providers.Provider
 	// via, when set, puts something (a fault-injecting proxy) in front of
 	// each server's proxy: it gets the server's name and the address to
 	// forward to, and returns the address the broker dials instead.
@@ -225,7 +229,7 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 		HostID: hc.host, Metrics: hc.metrics,
 	}
 	if hc.proxyDelivery {
-		h.addProxyDelivery(t, cfg, &o, tmp)
+		h.addProxyDelivery(t, hc, cfg, &o, tmp)
 	}
 	h.b = broker.New(o)
 	return h

@@ -1,8 +1,10 @@
 package broker_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,7 +18,7 @@ import (
 // agent-vault-proxy (proxy).
 func withProxyDelivery() harnessOpt { return func(c *harnessConfig) { c.proxyDelivery = true } }
 
-func (h *harness) addProxyDelivery(t testing.TB, cfg *configs.Config, o *broker.Options, dir string) {
+func (h *harness) addProxyDelivery(t testing.TB, hc *harnessConfig, cfg *configs.Config, o *broker.Options, dir string) {
 	t.Helper()
 	for name, d := range map[string]string{"agent-vault": configs.DeliveryFiles, "agent-vault-proxy": configs.DeliveryProxy} {
 		cfg.Roles[name] = configs.Role{Name: name, TTL: configs.Duration(10 * time.Minute), MaxTTL: configs.Duration(time.Hour),
@@ -26,6 +28,9 @@ func (h *harness) addProxyDelivery(t testing.TB, cfg *configs.Config, o *broker.
 	if err != nil {
 		t.Fatal(err)
 	}
+	if hc.proxyNoGateway {
+		return
+	}
 	o.EgressDir = filepath.Join(dir, "egress")
 	o.OpenProxy = func(id string, role configs.Role, expires time.Time) (broker.ProxySession, error) {
 		s, err := d.Open(id, role, expires)
@@ -33,6 +38,49 @@ func (h *harness) addProxyDelivery(t testing.TB, cfg *configs.Config, o *broker.
 			return nil, err
 		}
 		return s, nil
+	}
+	if hc.proxyWrap != nil {
+		o.OpenProxy = hc.proxyWrap(o.OpenProxy)
+	}
+}
+
+// TestProxyDeliveryRefusedWithoutGateway: a broker that serves no
+// gateway with proxy delivery refuses a proxy role's start before it
+// mints anything, and says what to run.
+func TestProxyDeliveryRefusedWithoutGateway(t *testing.T) {
+	h := newHarness(t, func(c *harnessConfig) { c.proxyDelivery, c.proxyNoGateway = true, true })
+	_, err := h.b.StartSession(t.Context(), h.caller, broker.StartRequest{Role: "agent-vault-proxy"})
+	if !errors.Is(err, broker.ErrBadRequest) || !strings.Contains(err.Error(), "agent-vault-proxy delivers by proxy") || !strings.Contains(err.Error(), "credbroker-daemon") {
+		t.Fatalf("start: %v; want a bad request naming the role and credbroker-daemon", err)
+	}
+	for _, e := range h.auditEvents() {
+		if e.Event == broker.EvLeaseMint {
+			t.Fatalf("a lease was minted (%s) for a start that could never deliver", e.Provider)
+		}
+	}
+	if n := h.sessionTokens(); n != 0 {
+		t.Fatalf("Vault holds %d session tokens after a refused start, want 0 (nothing minted)", n)
+	}
+}
+
+// TestProxyOpenFailureRevokes: when the proxy side cannot be opened (its
+// CA, prepared while the providers mint), the start fails and what was
+// minted is revoked.
+func TestProxyOpenFailureRevokes(t *testing.T) {
+	h := newHarness(t, func(c *harnessConfig) {
+		c.proxyDelivery = true
+		c.proxyWrap = func(broker.OpenProxyFunc) broker.OpenProxyFunc {
+			return func(string, configs.Role, time.Time) (broker.ProxySession, error) {
+				return nil, errors.New("no CA today")
+			}
+		}
+	})
+	_, err := h.b.StartSession(t.Context(), h.caller, broker.StartRequest{Role: "agent-vault-proxy"})
+	if err == nil || !strings.Contains(err.Error(), "no CA today") {
+		t.Fatalf("start: %v; want the proxy side's error", err)
+	}
+	if n := h.sessionTokens(); n != 0 {
+		t.Fatalf("Vault holds %d session tokens after a failed start, want 0 (revoked)", n)
 	}
 }
 

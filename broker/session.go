@@ -53,7 +53,9 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 
 	b.at("after-intent")
 	var grants []providers.Grant
+	var proxyPrepared func() (ProxySession, error)
 	if err == nil {
+		proxyPrepared = b.prepareProxy(s, role)
 		grants, err = b.mintAll(ctx, s, role, ins)
 	}
 	if err == nil {
@@ -63,7 +65,7 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 	}
 	var pFiles, pEnv map[string]secret.Value
 	if err == nil {
-		pFiles, pEnv, err = b.openProxy(s, role, intentProviders(ins), grants)
+		pFiles, pEnv, err = b.openProxy(s, role, proxyPrepared, intentProviders(ins), grants)
 	}
 	if err == nil {
 		b.at("before-write-dir")
@@ -172,6 +174,9 @@ func (b *Broker) checkStart(ctx context.Context, cfg *configs.Config, c Caller, 
 		if _, ok := b.provs.Get(p); !ok {
 			return role, 0, 0, fmt.Errorf("%w: role %s needs provider %s, which is not configured (add providers.%s to the config)", ErrBadRequest, role.Name, p, p)
 		}
+	}
+	if role.UsesProxy() && (b.openProxyFn == nil || b.egress == nil) {
+		return role, 0, 0, fmt.Errorf("%w: role %s delivers by proxy, and this broker runs no egress gateway with proxy delivery (run credbroker-daemon, which `credbroker serve` starts)", ErrBadRequest, role.Name)
 	}
 	if err := b.checkNoIncident(ctx, "before minting"); err != nil {
 		return role, 0, 0, err
