@@ -64,8 +64,7 @@ func TestProxyDeliveryRefusedWithoutGateway(t *testing.T) {
 }
 
 // TestProxyOpenFailureRevokes: when the proxy side cannot be opened (its
-// CA, prepared while the providers mint), the start fails and what was
-// minted is revoked.
+// CA), the start fails and what was minted is revoked.
 func TestProxyOpenFailureRevokes(t *testing.T) {
 	h := newHarness(t, func(c *harnessConfig) {
 		c.proxyDelivery = true

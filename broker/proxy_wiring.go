@@ -45,43 +45,17 @@ type ProxyLeak struct {
 	Port                       int
 }
 
-// prepareProxy starts opening the proxy side of s (its CA: a key pair
-// and a signed certificate) while the providers mint, so that work is off
-// the start's critical path; openProxy waits for it. Nil when the role
-// delivers nothing by proxy or the broker cannot (checkStart refuses
-// those starts). A
-// prepared side that is never delivered to holds no secret and is dropped.
-func (b *Broker) prepareProxy(s leases.Session, role configs.Role) func() (ProxySession, error) {
-	if !role.UsesProxy() || b.openProxyFn == nil || b.egress == nil {
-		return nil
-	}
-	type opened struct {
-		ps  ProxySession
-		err error
-	}
-	ch := make(chan opened, 1)
-	go func() {
-		ps, err := b.openProxyFn(s.ID, role, s.ExpiresAt)
-		ch <- opened{ps, err}
-	}()
-	return func() (ProxySession, error) {
-		o := <-ch
-		return o.ps, o.err
-	}
-}
-
-// openProxy finishes the proxy side of s that prepareProxy began, when
-// its role delivers by proxy, and swaps the grants' real values for
-// placeholders (grants[i] is of provider provs[i]). It returns the files
-// and env the dir gets besides.
-func (b *Broker) openProxy(s leases.Session, role configs.Role, prepared func() (ProxySession, error), provs []string, grants []providers.Grant) (map[string]secret.Value, map[string]secret.Value, error) {
+// openProxy opens the proxy side of s when its role delivers by proxy and
+// swaps the grants' real values for placeholders (grants[i] is of
+// provider provs[i]). It returns the files and env the dir gets besides.
+func (b *Broker) openProxy(s leases.Session, role configs.Role, provs []string, grants []providers.Grant) (map[string]secret.Value, map[string]secret.Value, error) {
 	if !role.UsesProxy() {
 		return nil, nil, nil
 	}
-	if prepared == nil { // checkStart refuses such a start before minting
+	if b.openProxyFn == nil || b.egress == nil { // checkStart refuses such a start before minting
 		return nil, nil, fmt.Errorf("role %s delivers by proxy, and this broker runs no egress gateway with proxy delivery", role.Name)
 	}
-	ps, err := prepared()
+	ps, err := b.openProxyFn(s.ID, role, s.ExpiresAt)
 	if err != nil {
 		return nil, nil, fmt.Errorf("proxy delivery: %w", err)
 	}

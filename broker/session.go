@@ -53,9 +53,7 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 
 	b.at("after-intent")
 	var grants []providers.Grant
-	var proxyPrepared func() (ProxySession, error)
 	if err == nil {
-		proxyPrepared = b.prepareProxy(s, role)
 		grants, err = b.mintAll(ctx, s, role, ins)
 	}
 	if err == nil {
@@ -65,7 +63,7 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 	}
 	var pFiles, pEnv map[string]secret.Value
 	if err == nil {
-		pFiles, pEnv, err = b.openProxy(s, role, proxyPrepared, intentProviders(ins), grants)
+		pFiles, pEnv, err = b.openProxy(s, role, intentProviders(ins), grants)
 	}
 	if err == nil {
 		b.at("before-write-dir")
