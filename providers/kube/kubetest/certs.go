@@ -18,8 +18,8 @@ import (
 // writeCerts writes, into dir, a throwaway CA, serving certificates for
 // 127.0.0.1 signed by it (the API server's, and the kubelet stand-in's,
 // which the API server verifies with --kubelet-certificate-authority), and
-// the service-account signing key. Everything is
-// generated per run, so no key is shared between test runs or machines.
+// the service-account signing key. Everything is generated per run, so no
+// key is shared between test runs or machines.
 func writeCerts(dir string) (caPEM []byte, err error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -43,38 +43,12 @@ func writeCerts(dir string) (caPEM []byte, err error) {
 	if err != nil {
 		return nil, err
 	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srvDER, srvKey, err := serving(caCert, caKey, 2, "kube-apiserver",
+		[]net.IP{net.IPv4(127, 0, 0, 1), net.IPv4(10, 96, 0, 1)}, "localhost", "kubernetes", "kubernetes.default.svc")
 	if err != nil {
 		return nil, err
 	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "kube-apiserver"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv4(10, 96, 0, 1)},
-		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default.svc"},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	kubeletKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	kubeletTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(3),
-		Subject:      pkix.Name{CommonName: "kubelet"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	kubeletDER, err := x509.CreateCertificate(rand.Reader, kubeletTmpl, caCert, &kubeletKey.PublicKey, caKey)
+	kubeletDER, kubeletKey, err := serving(caCert, caKey, 3, "kubelet", []net.IP{net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return nil, err
 	}
@@ -101,4 +75,25 @@ func writeCerts(dir string) (caPEM []byte, err error) {
 		}
 	}
 	return caPEM, nil
+}
+
+// serving issues a serving certificate signed by ca for ips and dns.
+func serving(ca *x509.Certificate, caKey *ecdsa.PrivateKey, serial int64, cn string, ips []net.IP, dns ...string) ([]byte, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  ips,
+		DNSNames:     dns,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	return der, key, err
 }
