@@ -33,9 +33,9 @@ func (s *Session) resignAWS(r *http.Request, vals map[string]value) error {
 	if err := rs.Resign(r); err != nil {
 		var re *awssig.RefusedError
 		if errors.As(err, &re) {
-			return &refusal{re.Error()}
+			return &refusal{msg: re.Error()}
 		}
-		return &refusal{"aws sigv4: " + err.Error()}
+		return &refusal{msg: "aws sigv4: " + err.Error()}
 	}
 	return nil
 }

@@ -68,7 +68,7 @@ func TestForwardPlainHTTP(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	if ls := lk.all(); len(ls) != 1 || ls[0].Where != "url" || ls[0].Host != "other.test" {
+	if ls := lk.wait(1); len(ls) != 1 || ls[0].Where != "url" || ls[0].Host != "other.test" {
 		t.Fatalf("leak reports %+v", ls)
 	}
 }

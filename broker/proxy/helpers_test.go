@@ -93,11 +93,31 @@ func (l *leaks) all() []Leak {
 	return append([]Leak(nil), l.l...)
 }
 
+// wait returns the reports once there are n (a leak is reported after
+// its refusal is answered, so a client may read the 403 first), or what
+// there is after 5 s.
+func (l *leaks) wait(n int) []Leak {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ls := l.all()
+		if len(ls) >= n || time.Now().After(deadline) {
+			return ls
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // openTest opens a session with a vault token and an inject value; the
 // upstream CA is trusted for vault.
 func openTest(t *testing.T, up *upstreamCA, lk *leaks) (*Session, providers.Grant) {
 	t.Helper()
-	d, err := New(Options{Config: testConfig(t), RootsPEM: up.pem, OnLeak: lk.add})
+	return openTestWith(t, up, lk.add)
+}
+
+// openTestWith is openTest with its own leak callback.
+func openTestWith(t *testing.T, up *upstreamCA, onLeak func(Leak)) (*Session, providers.Grant) {
+	t.Helper()
+	d, err := New(Options{Config: testConfig(t), RootsPEM: up.pem, OnLeak: onLeak})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,15 +9,30 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/credbroker/credbroker/configs"
 	"github.com/credbroker/credbroker/providers"
 )
 
 // refusal is a request the proxy will not send; its text holds no secret.
-type refusal struct{ msg string }
+type refusal struct {
+	msg string
+	// report tells the broker of an attempted leak; run once, after the
+	// refusal is on the wire (reporting may end the session, which closes
+	// this very connection).
+	report func()
+	once   sync.Once
+}
 
 func (r *refusal) Error() string { return r.msg }
+
+// reported runs the refusal's report, once.
+func (r *refusal) reported() {
+	if r.report != nil {
+		r.once.Do(r.report)
+	}
+}
 
 // prepare checks a request to host:port and puts the real credentials of
 // the bindings bs on it. It refuses a request that carries a placeholder
@@ -26,7 +41,7 @@ func (r *refusal) Error() string { return r.msg }
 func (s *Session) prepare(r *http.Request, host string, port int, bs []binding) error {
 	vals := s.snapshot()
 	if vals == nil {
-		return &refusal{"the session has ended"}
+		return &refusal{msg: "the session has ended"}
 	}
 	bound := map[string]bool{}
 	for _, b := range bs {
@@ -73,7 +88,7 @@ func (s *Session) scanBody(r *http.Request, host string, port int, foreign []val
 		b, err := io.ReadAll(io.LimitReader(r.Body, maxBufferedBody+1))
 		_ = r.Body.Close()
 		if err != nil {
-			return &refusal{"read the request body: " + err.Error()}
+			return &refusal{msg: "read the request body: " + err.Error()}
 		}
 		m := newMatcher(foreign)
 		if at, which := m.next(b, 0); at >= 0 {
@@ -84,7 +99,11 @@ func (s *Session) scanBody(r *http.Request, host string, port int, foreign []val
 		return nil
 	}
 	r.Body = &scanReader{src: r.Body, m: newMatcher(foreign), onHit: func(v value) error {
-		return s.leak(host, port, v, "body")
+		// Mid-stream: the request is already on its way, and the error may
+		// not come back as a refusal, so report at once.
+		rf := s.leak(host, port, v, "body")
+		rf.reported()
+		return rf
 	}}
 	return nil
 }
@@ -104,12 +123,15 @@ func (b binding) secretNames() []string {
 	return nil
 }
 
-// leak reports an attempted leak and refuses the request.
-func (s *Session) leak(host string, port int, v value, where string) error {
+// leak refuses a request that carries an attempted leak; the refusal
+// reports it once answered (see refusal.report).
+func (s *Session) leak(host string, port int, v value, where string) *refusal {
+	rf := &refusal{msg: fmt.Sprintf("a placeholder of the session's %s was sent to %s:%d (%s), which it is not bound to; reported as a leak attempt", v.what, host, port, where)}
 	if s.d.o.OnLeak != nil {
-		s.d.o.OnLeak(Leak{Session: s.id, Host: host, Port: port, What: v.what, Where: where})
+		l := Leak{Session: s.id, Host: host, Port: port, What: v.what, Where: where}
+		rf.report = func() { s.d.o.OnLeak(l) }
 	}
-	return &refusal{fmt.Sprintf("a placeholder of the session's %s was sent to %s:%d (%s), which it is not bound to; reported as a leak attempt", v.what, host, port, where)}
+	return rf
 }
 
 // findIn looks for a placeholder of vals in r's URL and headers.
@@ -227,7 +249,7 @@ func inject(r *http.Request, in *configs.Inject, v value) {
 func (s *Session) redactResponse(resp *http.Response) error {
 	vals := s.snapshot()
 	if vals == nil {
-		return &refusal{"the session has ended"}
+		return &refusal{msg: "the session has ended"}
 	}
 	all := make([]value, 0, len(vals))
 	for _, n := range names(vals) {
@@ -243,7 +265,7 @@ func (s *Session) redactResponse(resp *http.Response) error {
 	}
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		_ = resp.Body.Close()
-		return &refusal{fmt.Sprintf("the server answered with Content-Encoding %q, which the gateway cannot check for real secrets", clip(ce))}
+		return &refusal{msg: fmt.Sprintf("the server answered with Content-Encoding %q, which the gateway cannot check for real secrets", clip(ce))}
 	}
 	if resp.Request != nil && resp.Request.Method == http.MethodHead ||
 		resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified {

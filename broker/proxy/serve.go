@@ -133,14 +133,30 @@ func (s *Session) reverseProxy(scheme, host string, port int, bs []binding, tr h
 			var rf *refusal
 			if errors.As(err, &rf) {
 				reason.set(rf.Error())
-				w.Header().Set(DeniedHeader, headerSafe(rf.Error()))
-				http.Error(w, "credbroker proxy: "+rf.Error(), http.StatusForbidden)
+				refuse(w, rf.Error())
+				// Only now: reporting a leak may end the session, which
+				// closes this connection, and the sandbox is owed its 403.
+				rf.reported()
 				return
 			}
 			reason.set("upstream: " + err.Error())
 			http.Error(w, "credbroker proxy: "+err.Error(), http.StatusBadGateway)
 		},
 	}
+}
+
+// refuse answers 403 with msg, sized and flushed, so the whole answer is
+// on the connection before anything closes it.
+func refuse(w http.ResponseWriter, msg string) {
+	body := "credbroker proxy: " + msg + "\n"
+	h := w.Header()
+	h.Set(DeniedHeader, headerSafe(msg))
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusForbidden)
+	_, _ = io.WriteString(w, body)
+	_ = http.NewResponseController(w).Flush()
 }
 
 // hostHeader is host with the port when it is not the scheme's default.

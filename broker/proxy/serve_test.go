@@ -114,9 +114,72 @@ func TestTunnelInjectAndLeak(t *testing.T) {
 	if len(seen()) != 2 {
 		t.Fatal("the refused request reached the server")
 	}
-	ls := lk.all()
+	ls := lk.wait(1)
 	if len(ls) != 1 || ls[0].Host != "api.test" || ls[0].What != "vault token" || ls[0].Where != "body" {
 		t.Fatalf("leak report: %+v", ls)
+	}
+}
+
+// TestLeakAnsweredBeforeReport: the sandbox gets its whole 403 before the
+// leak is reported, since reporting may end the session, which closes the
+// connection at once (the callback here closes it as the gateway does).
+// Reported first, the refusal raced the close and the sandbox could read
+// an empty reply instead.
+func TestLeakAnsweredBeforeReport(t *testing.T) {
+	up := newUpstreamCA(t)
+	var conns struct {
+		sync.Mutex
+		gw []net.Conn
+	}
+	var reports atomic.Int32
+	s, g := openTestWith(t, up, func(Leak) {
+		reports.Add(1)
+		conns.Lock()
+		defer conns.Unlock()
+		for _, c := range conns.gw {
+			c.Close()
+		}
+	})
+	srv := up.server(t, "api.test", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }))
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(s.ca.certPEM)
+	c := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "api.test", MinVersion: tls.VersionTLS12},
+		DialContext: func(context.Context, string, string) (net.Conn, error) {
+			client, gw := net.Pipe()
+			conns.Lock()
+			conns.gw = append(conns.gw, gw)
+			conns.Unlock()
+			go s.ServeTunnel(context.Background(), gw, bufio.NewReader(gw), "api.test", 443, func(ctx context.Context) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "tcp", srv.Listener.Addr().String())
+			})
+			return client, nil
+		},
+	}}
+	for _, where := range []string{"header", "query"} {
+		req, _ := http.NewRequest(http.MethodGet, "https://api.test/v1/models", nil)
+		if where == "header" {
+			req.Header.Set("x-other", g.Env["VAULT_TOKEN"].Reveal())
+		} else {
+			req.URL.RawQuery = "t=" + g.Env["VAULT_TOKEN"].Reveal()
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("placeholder in the %s: %v; want a 403 read in full before the connection closed", where, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "leak attempt") {
+			t.Fatalf("placeholder in the %s: status %d, body read: %v; want 403 naming the leak attempt", where, resp.StatusCode, err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for reports.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := reports.Load(); n != 2 {
+		t.Fatalf("%d leak reports, want 2", n)
 	}
 }
 

@@ -150,9 +150,9 @@ echo "kubectl: $(kubectl get pods -o name 2>&1)"
 echo "kube-logs: $(kubectl logs web 2>&1 | tr '\n' '|')"
 echo "kube-exec: $(kubectl exec web -- echo exec ok 2>&1)"
 echo "kube-stdin: $(echo through stdin | kubectl exec -i web -- cat 2>&1)"
-kubectl port-forward pod/web 18080:80 >/tmp/pf.log 2>&1 &
+kubectl port-forward pod/web 18080:80 >/tmp/pf.log 2>&1 & pfpid=$!
 i=0; until pf=$(curl -sS --noproxy '*' http://127.0.0.1:18080/ 2>/dev/null) || [ $i -ge 150 ]; do i=$((i+1)); sleep 0.1; done
-echo "kube-pf: $pf"; kill %1
+echo "kube-pf: $pf"; kill $pfpid
 echo "api: $(curl -sS -H "x-api-key: $API_KEY" ` + url + ` 2>&1)"
 echo "api-added: $(curl -sS ` + url + ` 2>&1)"
 head -c 52428800 /dev/urandom > /tmp/big
