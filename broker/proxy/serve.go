@@ -21,6 +21,11 @@ import (
 // handshakeTimeout bounds the sandbox's TLS handshake.
 const handshakeTimeout = 10 * time.Second
 
+// leakReportWait bounds how long a leak's report waits for its 403 to be
+// written: a sandbox that does not read its answer does not delay the
+// report (or the revocation that follows it).
+const leakReportWait = 500 * time.Millisecond
+
 // copyBuffer is the size of the buffers bodies are copied with: large
 // enough that a big download costs few system calls and wake-ups.
 const copyBuffer = 128 << 10
@@ -133,9 +138,12 @@ func (s *Session) reverseProxy(scheme, host string, port int, bs []binding, tr h
 			var rf *refusal
 			if errors.As(err, &rf) {
 				reason.set(rf.Error())
+				// Reported once the 403 is written (reporting a leak may end
+				// the session, which closes this connection, and the
+				// sandbox is owed its answer), or after leakReportWait.
+				late := time.AfterFunc(leakReportWait, rf.reported)
 				refuse(w, rf.Error())
-				// Only now: reporting a leak may end the session, which
-				// closes this connection, and the sandbox is owed its 403.
+				late.Stop()
 				rf.reported()
 				return
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -180,6 +181,36 @@ func TestLeakAnsweredBeforeReport(t *testing.T) {
 	}
 	if n := reports.Load(); n != 2 {
 		t.Fatalf("%d leak reports, want 2", n)
+	}
+}
+
+// TestLeakReportedWhenAnswerUnread: a sandbox that sends a leak and never
+// reads the 403 does not hold the report (and the revocation) back.
+func TestLeakReportedWhenAnswerUnread(t *testing.T) {
+	up := newUpstreamCA(t)
+	reported := make(chan struct{}, 1)
+	s, g := openTestWith(t, up, func(Leak) { reported <- struct{}{} })
+	client, gw := net.Pipe() // unbuffered: an unread answer blocks its writer
+	t.Cleanup(func() { client.Close(); gw.Close() })
+	go s.ServeTunnel(context.Background(), gw, bufio.NewReader(gw), "api.test", 443, func(context.Context) (net.Conn, error) {
+		t.Error("a refused request was dialed")
+		return nil, errors.New("no dial")
+	})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(s.ca.certPEM)
+	tc := tls.Client(client, &tls.Config{RootCAs: pool, ServerName: "api.test", MinVersion: tls.VersionTLS12})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	req := "GET /v1/models HTTP/1.1\r\nHost: api.test\r\nx-other: " + g.Env["VAULT_TOKEN"].Reveal() + "\r\n\r\n"
+	if _, err := io.WriteString(tc, req); err != nil {
+		t.Fatal(err)
+	}
+	// The answer is never read.
+	select {
+	case <-reported:
+	case <-time.After(leakReportWait + 5*time.Second):
+		t.Fatal("the leak was not reported while its answer went unread")
 	}
 }
 
