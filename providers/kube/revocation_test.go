@@ -126,6 +126,16 @@ func TestDeletingTheServiceAccountIsEnough(t *testing.T) {
 			t.Fatal(err)
 		}
 		deleted := time.Now()
+		if !used {
+			// A check that reaches the API server before its own cache of
+			// ServiceAccounts has seen the deletion succeeds, and a success
+			// is cached for 10 s: the first check waits until the server's
+			// watch cache (a GET at resourceVersion 0) no longer has it,
+			// and a moment more for the authenticator's informer, which
+			// is fed from that watch cache. The time still counts from
+			// the deletion.
+			e.waitGone(ctx, t, name)
+		}
 		r, err := e.waitRefusals(ctx, t, g, deleted)
 		if err != nil {
 			t.Fatal(err)
@@ -149,4 +159,23 @@ func TestDeletingTheServiceAccountIsEnough(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// waitGone waits (at most 5 s) until the API server's watch cache no
+// longer holds ServiceAccount name, then 100 ms more (see
+// TestDeletingTheServiceAccountIsEnough).
+func (e *env) waitGone(ctx context.Context, t *testing.T, name string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := e.srv.Admin.CoreV1().ServiceAccounts(e.ns).Get(ctx, name, metav1.GetOptions{ResourceVersion: "0"})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ServiceAccount %s still in the API server's watch cache 5 s after its deletion (last: %v)", name, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
 }
