@@ -3,14 +3,15 @@ package kube_test
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testbin"
 	"github.com/credbroker/credbroker/providers/kube/kubetest"
 )
 
@@ -25,7 +26,9 @@ func TestKubeletStandIn(t *testing.T) {
 	k := s.StartKubelet(t)
 	ns := s.Namespace(t)
 	k.Pod(t, s, ns, "web")
-	k.Forward(80, httpServer(t, "forwarded-ok"))
+	pod := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "forwarded-ok") }))
+	t.Cleanup(pod.Close)
+	k.Forward(80, pod.Listener.Addr().String())
 
 	run := func(stdin string, args ...string) (string, error) {
 		t.Helper()
@@ -61,7 +64,10 @@ func TestKubeletStandIn(t *testing.T) {
 
 	// port-forward: kubectl listens on a local port; a GET on it reaches
 	// the test's server through the API server and the stand-in.
-	port := freeLocalPort(t)
+	port, err := testbin.FreePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	pf := exec.Command("kubectl", "--kubeconfig", s.Kubeconfig, "--context", kubetest.AdminContext, "-n", ns,
 		"port-forward", "pod/web", fmt.Sprintf("%d:80", port))
 	pf.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
@@ -80,28 +86,6 @@ func TestKubeletStandIn(t *testing.T) {
 			t.Errorf("the stand-in never saw %s from the API server; it saw:\n%s", p, seen)
 		}
 	}
-}
-
-func httpServer(t *testing.T, body string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, body) }), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return ln.Addr().String()
-}
-
-func freeLocalPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func getUntil(url string, limit time.Duration) (string, error) {
