@@ -71,8 +71,9 @@ func plainHTTP(t *testing.T, body string) string {
 // forwards its port through the session CA (the upgrades pass the gateway
 // after the token swap; the pod runs on kubetest's kubelet stand-in),
 // curl reaches an HTTPS API with an injected key (swapped, and added when
-// absent). Nothing the sandbox saw (env, files, every answer) holds a real value: the leak
-// guard, which fingerprints both, finds only placeholders in it. Each
+// absent). Nothing the sandbox saw (env, files, every answer) holds a
+// real value: the leak guard, which fingerprints both, finds only
+// placeholders in it. Each
 // placeholder is refused by Vault and kube-apiserver directly. A
 // placeholder sent to another bound host is refused and audited, and
 // the session is revoked.
