@@ -5,17 +5,21 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/broker/proxy"
 	"github.com/credbroker/credbroker/configs"
+	"github.com/credbroker/credbroker/leases"
 )
 
 // withProxyDelivery serves egress gateways with proxy delivery, as the
-// daemon does, and adds the Vault-only roles agent-vault (files) and
-// agent-vault-proxy (proxy).
+// daemon does, and adds the Vault-only roles agent-vault (files),
+// agent-vault-proxy (proxy) and agent-vault-proxy-roots (proxy, and it may
+// also reach a host the gateway relays, so its bundle holds the system
+// roots).
 func withProxyDelivery() harnessOpt { return func(c *harnessConfig) { c.proxyDelivery = true } }
 
 func (h *harness) addProxyDelivery(t testing.TB, hc *harnessConfig, cfg *configs.Config, o *broker.Options, dir string) {
@@ -24,6 +28,8 @@ func (h *harness) addProxyDelivery(t testing.TB, hc *harnessConfig, cfg *configs
 		cfg.Roles[name] = configs.Role{Name: name, TTL: configs.Duration(10 * time.Minute), MaxTTL: configs.Duration(time.Hour),
 			Delivery: d, Vault: &configs.VaultRole{Policies: []string{"agent-readonly"}}, Egress: &configs.Egress{}}
 	}
+	cfg.Roles["agent-vault-proxy-roots"] = configs.Role{Name: "agent-vault-proxy-roots", TTL: configs.Duration(10 * time.Minute), MaxTTL: configs.Duration(time.Hour),
+		Delivery: configs.DeliveryProxy, Vault: &configs.VaultRole{Policies: []string{"agent-readonly"}}, Egress: &configs.Egress{Allow: []string{"pypi.example:443"}}}
 	d, err := proxy.New(proxy.Options{Config: cfg})
 	if err != nil {
 		t.Fatal(err)
@@ -110,5 +116,48 @@ func TestProxyDeliverySession(t *testing.T) {
 	}
 	if h.sessionTokens() != 0 {
 		t.Fatal("the real token outlived the session")
+	}
+}
+
+// closeSpy records whether a proxy side was closed.
+type closeSpy struct {
+	broker.ProxySession
+	closed *atomic.Int32
+}
+
+func (c closeSpy) Close() { c.closed.Add(1); c.ProxySession.Close() }
+
+// TestProxyPreparedClosedOnFailedStart: the proxy side, opened while the
+// intent is written, is closed when the start fails before it is used
+// (here the leases' transaction fails after the mint), and what was
+// minted is revoked.
+func TestProxyPreparedClosedOnFailedStart(t *testing.T) {
+	var opened, closed atomic.Int32
+	var cs *countingStore
+	h := newHarness(t, withProxyDelivery(), func(c *harnessConfig) {
+		c.store = func(st leases.Store) leases.Store {
+			cs = &countingStore{Store: st, calls: map[string]int{}}
+			return cs
+		}
+		c.proxyWrap = func(open broker.OpenProxyFunc) broker.OpenProxyFunc {
+			return func(id string, role configs.Role, expires time.Time) (broker.ProxySession, error) {
+				ps, err := open(id, role, expires)
+				if err != nil {
+					return nil, err
+				}
+				opened.Add(1)
+				return closeSpy{ps, &closed}, nil
+			}
+		}
+	})
+	cs.failLeases.Store(true)
+	if _, err := h.b.StartSession(t.Context(), h.caller, broker.StartRequest{Role: "agent-vault-proxy"}); err == nil {
+		t.Fatal("start succeeded with the leases' transaction failing")
+	}
+	if o, c := opened.Load(), closed.Load(); o != 1 || c != 1 {
+		t.Fatalf("proxy sides opened %d, closed %d; want 1 and 1", o, c)
+	}
+	if n := h.sessionTokens(); n != 0 {
+		t.Fatalf("Vault holds %d session tokens after a failed start, want 0 (revoked)", n)
 	}
 }

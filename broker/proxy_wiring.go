@@ -45,17 +45,62 @@ type ProxyLeak struct {
 	Port                       int
 }
 
-// openProxy opens the proxy side of s when its role delivers by proxy and
-// swaps the grants' real values for placeholders (grants[i] is of
-// provider provs[i]). It returns the files and env the dir gets besides.
-func (b *Broker) openProxy(s leases.Session, role configs.Role, provs []string, grants []providers.Grant) (map[string]secret.Value, map[string]secret.Value, error) {
+// proxyPrep is the proxy side of a starting session, opened (its CA made)
+// in the background while the session's intent is written: the CA's CPU
+// time then overlaps the store's fsync instead of following the mint.
+// Opening has no effect outside the daemon's memory.
+type proxyPrep struct {
+	done  chan struct{}
+	ps    ProxySession
+	err   error
+	taken bool
+}
+
+// prepareProxy starts opening the proxy side of s when its role delivers
+// by proxy (nil otherwise). The caller must call discard when the start
+// is over, whatever its outcome.
+func (b *Broker) prepareProxy(s leases.Session, role configs.Role) *proxyPrep {
+	if !role.UsesProxy() || b.openProxyFn == nil || b.egress == nil {
+		return nil
+	}
+	p := &proxyPrep{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.ps, p.err = b.openProxyFn(s.ID, role, s.ExpiresAt)
+	}()
+	return p
+}
+
+// take waits for the proxy side; from then on the caller owns it.
+func (p *proxyPrep) take() (ProxySession, error) {
+	<-p.done
+	p.taken = true
+	return p.ps, p.err
+}
+
+// discard closes the proxy side unless it was taken.
+func (p *proxyPrep) discard() {
+	if p == nil {
+		return
+	}
+	<-p.done
+	if !p.taken && p.ps != nil {
+		p.ps.Close()
+	}
+}
+
+// openProxy takes the proxy side prepared for s when its role delivers by
+// proxy and swaps the grants' real values for placeholders (grants[i] is
+// of provider provs[i]). It returns the files and env the dir gets
+// besides.
+func (b *Broker) openProxy(s leases.Session, role configs.Role, prep *proxyPrep, provs []string, grants []providers.Grant) (map[string]secret.Value, map[string]secret.Value, error) {
 	if !role.UsesProxy() {
 		return nil, nil, nil
 	}
-	if b.openProxyFn == nil || b.egress == nil { // checkStart refuses such a start before minting
+	if prep == nil { // checkStart refuses such a start before minting
 		return nil, nil, fmt.Errorf("role %s delivers by proxy, and this broker runs no egress gateway with proxy delivery", role.Name)
 	}
-	ps, err := b.openProxyFn(s.ID, role, s.ExpiresAt)
+	ps, err := prep.take()
 	if err != nil {
 		return nil, nil, fmt.Errorf("proxy delivery: %w", err)
 	}

@@ -39,6 +39,8 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 	s.Dir = b.env.Dir(s.ID)
 	unlock := b.lock(s.ID)
 	defer unlock()
+	prep := b.prepareProxy(s, role)
+	defer prep.discard()
 	// The first write, the session with every intent: nothing is minted
 	// that the store cannot record.
 	ins := b.startIntents(s, role)
@@ -63,7 +65,7 @@ func (b *Broker) StartSession(ctx context.Context, c Caller, req StartRequest) (
 	}
 	var pFiles, pEnv map[string]secret.Value
 	if err == nil {
-		pFiles, pEnv, err = b.openProxy(s, role, intentProviders(ins), grants)
+		pFiles, pEnv, err = b.openProxy(s, role, prep, intentProviders(ins), grants)
 	}
 	if err == nil {
 		b.at("before-write-dir")

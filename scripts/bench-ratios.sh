@@ -8,7 +8,7 @@ set -euo pipefail
 
 awk '/^Benchmark/ && $4 == "ns/op" {
     n = $1; sub(/-[0-9]+$/, "", n); print n, $3
-    if (n ~ /^Benchmark(Egress|RevokeAll|VaultRevoke)/) for (i = 5; i < NF; i += 2) if ($(i + 1) !~ /^(MB\/s|B\/op|allocs\/op)$/) print n ":" $(i + 1), $i
+    if (n ~ /^Benchmark(Egress|RevokeAll|VaultRevoke|StartSessionProxy)/) for (i = 5; i < NF; i += 2) if ($(i + 1) !~ /^(MB\/s|B\/op|allocs\/op)$/) print n ":" $(i + 1), $i
   }' "$@" |
   sort -k1,1 -k2,2n |
   awk '
@@ -75,8 +75,11 @@ awk '/^Benchmark/ && $4 == "ns/op" {
         "BenchmarkProxyThroughput/get/files", "BenchmarkProxyThroughput/get/proxy")
       ratio("proxy delivery: 200 MB PUT throughput, proxy as a fraction of files (= files time / proxy time)",
         "BenchmarkProxyThroughput/put/files", "BenchmarkProxyThroughput/put/proxy")
-      ratio("proxy delivery: Vault session start with an egress gateway, proxy / files",
-        "BenchmarkStartSessionProxy/proxy", "BenchmarkStartSessionProxy/files")
+      sp = "BenchmarkStartSessionProxy:"
+      ratio("proxy delivery: Vault session start with an egress gateway, proxy / files (interleaved)",
+        sp "ms-proxy", sp "ms-files")
+      ratio("  the same, a role that also reaches a relayed host (bundle with the system roots) / files",
+        sp "ms-proxy-roots", sp "ms-files")
       ra = "BenchmarkRevokeAll/"; vt = "BenchmarkVaultRevoke10000/"
       ratio("revoke --all, 10,000 sessions, until rejected: credbroker / Vault tree revoke (medians)",
         ra "10000:ms-rejected", vt "by-parent:ms-rejected")
@@ -128,3 +131,15 @@ awk '/^goos:/ { run++ }
   awk '{ x[++n] = $1; l = l sep $1 "x"; sep = ", " }
     END { if (n) printf "%-78s %s; median %.2fx\n", "revoke --all, 10,000, until rejected, credbroker / Vault tree, per run (goal <= 1.3x)", l, (n % 2) ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2 }'
 
+
+# The proxy start goal: each run's interleaved medians, proxy / files, per
+# run, and their median.
+awk 'function metric(unit,   i) { for (i = 5; i < NF; i += 2) if ($(i + 1) == unit) return $i; return "" }
+  /^BenchmarkStartSessionProxy-/ { f = metric("ms-files"); if (f > 0) { p[++n] = metric("ms-proxy") / f; r[n] = metric("ms-proxy-roots") / f } }
+  function med(a, n,   i, j, t, b) { for (i = 1; i <= n; i++) b[i] = a[i]
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
+    return (n % 2) ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2 }
+  function list(a, n,   i, l) { for (i = 1; i <= n; i++) l = l (i > 1 ? ", " : "") sprintf("%.2fx", a[i]); return l }
+  END { if (n) {
+    printf "%-78s %s; median %.2fx\n", "proxy delivery: session start, proxy / files, per run (goal <= 1.1x)", list(p, n), med(p, n)
+    printf "%-78s %s; median %.2fx\n", "  the same, proxy-roots / files, per run", list(r, n), med(r, n) } }' "$@"

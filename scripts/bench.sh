@@ -37,7 +37,7 @@ run egress ./broker/egress/ -bench '^BenchmarkEgress(Connect|Throughput|Tunnels2
 run egress-memory ./broker/egress/ -bench '^BenchmarkEgressMemoryPerTunnel$' -benchtime=1x -count=3
 run proxy ./broker/proxy/ -bench '^BenchmarkProxyRequest$' -count="$COUNT"
 run proxy-throughput ./broker/proxy/ -bench '^BenchmarkProxyThroughput$' -benchtime=2x -count=3
-run proxy-start ./broker/ -bench '^BenchmarkStartSessionProxy$' -benchtime=100x -count=5 -timeout 30m
+run proxy-start ./broker/ -bench '^BenchmarkStartSessionProxy$' -benchtime=200x -count=10 -timeout 30m
 run awssig ./broker/proxy/awssig/ -bench '^Benchmark(Resign|ChunkRewriter)$' -benchmem -count="$COUNT"
 run building-blocks ./leases/... -bench . -benchmem
 run building-blocks-agentenv ./agentenv/... -bench . -benchmem

@@ -160,6 +160,8 @@ func (g *Guard) Add(items ...Issued) error {
 		return fmt.Errorf("guard: %w", err)
 	}
 	defer f.Close()
+	var buf []byte // one write for all: a line is never split by another Add
+	fps := make([]Fingerprint, 0, len(items))
 	for _, it := range items {
 		if len(it.Value.Bytes()) < MinLen {
 			continue
@@ -167,12 +169,18 @@ func (g *Guard) Add(items ...Issued) error {
 		fp := Fingerprint{MAC: g.mac(it.Value.Bytes()), Len: len(it.Value.Bytes()), Session: it.Session,
 			Provider: it.Provider, What: it.What, Expires: it.Expires.UTC()}
 		b, _ := json.Marshal(fp)
-		if _, err := f.Write(append(b, '\n')); err != nil {
+		buf = append(append(buf, b...), '\n')
+		fps = append(fps, fp)
+	}
+	if len(buf) > 0 {
+		if _, err := f.Write(buf); err != nil {
 			return fmt.Errorf("guard: %w", err)
 		}
+	}
+	for _, fp := range fps {
 		g.fps[fp.MAC] = fp
 	}
-	return nil
+	return f.Close()
 }
 
 // Prune drops fingerprints whose secrets have expired and rewrites the

@@ -32,8 +32,10 @@ import (
 const (
 	// CAFile is the session CA's certificate.
 	CAFile = "proxy/ca.pem"
-	// BundleFile is the system roots followed by the session CA, for the
-	// variables that replace a client's trust instead of adding to it.
+	// BundleFile is the trust of the variables that replace a client's
+	// roots instead of adding to them: the session CA, preceded by the
+	// system roots only when the role may reach a host the gateway does
+	// not terminate (see Session.Files).
 	BundleFile = "proxy/ca-bundle.pem"
 )
 
@@ -121,6 +123,9 @@ type Session struct {
 	role     configs.Role
 	ca       *sessionCA
 	bindings []binding
+	// roots: the bundle holds the system roots, because the role may
+	// reach a host whose TLS the sandbox verifies itself.
+	roots bool
 
 	mu     sync.RWMutex
 	vals   map[string]*value // by secret name
@@ -151,6 +156,9 @@ func (d *Delivery) Open(id string, role configs.Role, expires time.Time) (*Sessi
 			}
 			s.bindings = append(s.bindings, binding{rule: r, provider: "inject", inject: in})
 		}
+	}
+	if s.roots, err = passesThrough(role, eps, s.bindings); err != nil {
+		return nil, err
 	}
 	var hosts []string
 	for _, b := range s.bindings {
@@ -236,15 +244,69 @@ func swapAll(m map[string]secret.Value, r *strings.Replacer) map[string]secret.V
 	return out
 }
 
-// Files are the CA certificate and the bundle, for the session dir.
+// passesThrough reports whether role may reach a destination that none
+// of bs covers: one whose TLS the gateway relays rather than terminates,
+// so the sandbox needs the system roots to verify it. Every allow rule
+// and provider endpoint counts (deny rules are ignored: the answer errs
+// towards giving the roots).
+func passesThrough(role configs.Role, eps []configs.EgressEndpoint, bs []binding) (bool, error) {
+	var allowed []configs.EgressRule
+	if role.Egress != nil {
+		for _, a := range role.Egress.Allow {
+			r, err := configs.ParseEgressRule(a)
+			if err != nil {
+				return false, fmt.Errorf("proxy: egress.allow %q: %w", a, err)
+			}
+			allowed = append(allowed, r)
+		}
+	}
+	for _, ep := range eps {
+		allowed = append(allowed, ep.Rule)
+	}
+	for _, r := range allowed {
+		if !slices.ContainsFunc(bs, func(b binding) bool { return bindingCovers(b.rule, r) }) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// bindingCovers reports whether binding rule b matches (as ruleMatches
+// does) every destination that allow rule r lets through: the same port
+// or any, and every name r allows (an address rule only when it names
+// exactly b's address).
+func bindingCovers(b, r configs.EgressRule) bool {
+	if b.Port != 0 && b.Port != r.Port {
+		return false
+	}
+	switch {
+	case b.IsIP() || r.IsIP():
+		return b.IsIP() && r.IsIP() && r.Prefix.IsSingleIP() && b.Prefix.Addr().String() == r.Prefix.Addr().String()
+	case b.Wildcard && r.Wildcard:
+		return r.Host == b.Host || strings.HasSuffix(r.Host, "."+b.Host)
+	case b.Wildcard:
+		return strings.HasSuffix(r.Host, "."+b.Host)
+	case r.Wildcard:
+		return false
+	}
+	return b.Host == r.Host
+}
+
+// Files are the CA certificate and the bundle, for the session dir. When
+// the gateway terminates every host the role may reach, the sandbox
+// trusts nothing but the session CA, and the bundle holds only it;
+// otherwise the system roots come first.
 func (s *Session) Files() map[string]secret.Value {
-	bundle := slices.Concat(s.d.o.RootsPEM, []byte("\n"), s.ca.certPEM)
+	bundle := s.ca.certPEM
+	if s.roots {
+		bundle = slices.Concat(s.d.o.RootsPEM, []byte("\n"), s.ca.certPEM)
+	}
 	return map[string]secret.Value{CAFile: secret.FromBytes(s.ca.certPEM), BundleFile: secret.FromBytes(bundle)}
 }
 
 // Env points the usual clients at the session's trust: the variables that
-// replace a client's roots get the bundle (system roots and the session
-// CA), Node's additive one only the CA.
+// replace a client's roots get the bundle (the session CA, with the system
+// roots when needed), Node's additive one only the CA.
 func (s *Session) Env() map[string]secret.Value {
 	env := map[string]secret.Value{"NODE_EXTRA_CA_CERTS": secret.New(sessionDirRef + CAFile)}
 	for _, k := range []string{"SSL_CERT_FILE", "AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "VAULT_CACERT"} {
