@@ -65,6 +65,27 @@ func (r EgressRule) String() string { return r.Text }
 // IsIP reports whether the rule names an address or CIDR.
 func (r EgressRule) IsIP() bool { return r.Prefix.IsValid() }
 
+// Covers reports whether a matches every destination that r matches: the
+// same port or every port, and every name r matches (a "*.suffix" rule
+// covers the names below the suffix). An address rule covers only a rule
+// of the same single address (conservative for a CIDR).
+func (a EgressRule) Covers(r EgressRule) bool {
+	if a.Port != 0 && a.Port != r.Port {
+		return false
+	}
+	switch {
+	case a.IsIP() || r.IsIP():
+		return a.IsIP() && r.IsIP() && r.Prefix.IsSingleIP() && a.Prefix.Addr() == r.Prefix.Addr()
+	case a.Wildcard && r.Wildcard:
+		return r.Host == a.Host || strings.HasSuffix(r.Host, "."+a.Host)
+	case a.Wildcard:
+		return strings.HasSuffix(r.Host, "."+a.Host)
+	case r.Wildcard:
+		return false
+	}
+	return a.Host == r.Host
+}
+
 // egressRuleHint says how to write a rule.
 const egressRuleHint = `write host:port, *.suffix:port, an IP or a CIDR, optionally with :port (default 443, * for any), e.g. "api.github.com:443" or "10.0.0.0/8:5432"`
 

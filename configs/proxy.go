@@ -218,27 +218,13 @@ func (c *Config) validateInject(ps *problems, r Role, in Inject, p fieldPath) {
 // egressAllows reports whether an allow rule of e covers every host and
 // the port of rule (and no deny rule names it).
 func egressAllows(e *Egress, rule EgressRule) bool {
-	covers := func(a EgressRule) bool {
-		if a.IsIP() || (a.Port != 0 && a.Port != rule.Port) {
-			return false
-		}
-		switch {
-		case a.Wildcard && rule.Wildcard:
-			return rule.Host == a.Host || strings.HasSuffix(rule.Host, "."+a.Host)
-		case a.Wildcard:
-			return strings.HasSuffix(rule.Host, "."+a.Host)
-		case rule.Wildcard:
-			return false
-		}
-		return a.Host == rule.Host
-	}
 	for _, s := range e.Deny {
-		if d, err := ParseEgressRule(s); err == nil && !d.IsIP() && covers(d) {
+		if d, err := ParseEgressRule(s); err == nil && !d.IsIP() && d.Covers(rule) {
 			return false
 		}
 	}
 	for _, s := range e.Allow {
-		if a, err := ParseEgressRule(s); err == nil && covers(a) {
+		if a, err := ParseEgressRule(s); err == nil && a.Covers(rule) {
 			return true
 		}
 	}

@@ -67,39 +67,3 @@ func TestBundleRoots(t *testing.T) {
 		})
 	}
 }
-
-func TestBindingCovers(t *testing.T) {
-	rule := func(s string) configs.EgressRule {
-		r, err := configs.ParseEgressRule(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
-	cases := []struct {
-		binding, allow string
-		want           bool
-	}{
-		{"api.test:443", "api.test:443", true},
-		{"api.test:443", "api.test:80", false},
-		{"api.test:443", "api.test", true},
-		{"api.test:443", "api.test:*", false},
-		{"api.test:*", "api.test:8443", true},
-		{"api.test:*", "api.test:*", true},
-		{"api.test:443", "x.api.test:443", false},
-		{"*.test:443", "api.test:443", true},
-		{"*.test:443", "*.api.test:443", true},
-		{"*.test:443", "*.test:443", true},
-		{"*.test:443", "test:443", false},
-		{"api.test:443", "*.api.test:443", false},
-		{"127.0.0.1:8200", "127.0.0.1:8200", true},
-		{"127.0.0.1:8200", "127.0.0.0/8:8200", false},
-		{"127.0.0.1:8200", "localhost:8200", false},
-		{"api.test:443", "127.0.0.1:443", false},
-	}
-	for _, c := range cases {
-		if got := bindingCovers(rule(c.binding), rule(c.allow)); got != c.want {
-			t.Errorf("binding %s covers allow %s: %v, want %v", c.binding, c.allow, got, c.want)
-		}
-	}
-}

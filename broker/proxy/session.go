@@ -245,7 +245,9 @@ func swapAll(m map[string]secret.Value, r *strings.Replacer) map[string]secret.V
 }
 
 // passesThrough reports whether role may reach a destination that none
-// of bs covers: one whose TLS the gateway relays rather than terminates,
+// of bs covers (a binding matches as ruleMatches does: the address of an
+// address rule exactly, so EgressRule.Covers's conservative answer for
+// CIDRs fits): one whose TLS the gateway relays rather than terminates,
 // so the sandbox needs the system roots to verify it. Every allow rule
 // and provider endpoint counts (deny rules are ignored: the answer errs
 // towards giving the roots).
@@ -264,32 +266,11 @@ func passesThrough(role configs.Role, eps []configs.EgressEndpoint, bs []binding
 		allowed = append(allowed, ep.Rule)
 	}
 	for _, r := range allowed {
-		if !slices.ContainsFunc(bs, func(b binding) bool { return bindingCovers(b.rule, r) }) {
+		if !slices.ContainsFunc(bs, func(b binding) bool { return b.rule.Covers(r) }) {
 			return true, nil
 		}
 	}
 	return false, nil
-}
-
-// bindingCovers reports whether binding rule b matches (as ruleMatches
-// does) every destination that allow rule r lets through: the same port
-// or any, and every name r allows (an address rule only when it names
-// exactly b's address).
-func bindingCovers(b, r configs.EgressRule) bool {
-	if b.Port != 0 && b.Port != r.Port {
-		return false
-	}
-	switch {
-	case b.IsIP() || r.IsIP():
-		return b.IsIP() && r.IsIP() && r.Prefix.IsSingleIP() && b.Prefix.Addr().String() == r.Prefix.Addr().String()
-	case b.Wildcard && r.Wildcard:
-		return r.Host == b.Host || strings.HasSuffix(r.Host, "."+b.Host)
-	case b.Wildcard:
-		return strings.HasSuffix(r.Host, "."+b.Host)
-	case r.Wildcard:
-		return false
-	}
-	return b.Host == r.Host
 }
 
 // Files are the CA certificate and the bundle, for the session dir. When
