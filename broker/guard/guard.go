@@ -155,11 +155,6 @@ func (g *Guard) mac(v []byte) string {
 func (g *Guard) Add(items ...Issued) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	f, err := os.OpenFile(filepath.Join(g.dir, FingerprintsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("guard: %w", err)
-	}
-	defer f.Close()
 	var buf []byte // one write for all: a line is never split by another Add
 	fps := make([]Fingerprint, 0, len(items))
 	for _, it := range items {
@@ -172,15 +167,24 @@ func (g *Guard) Add(items ...Issued) error {
 		buf = append(append(buf, b...), '\n')
 		fps = append(fps, fp)
 	}
-	if len(buf) > 0 {
-		if _, err := f.Write(buf); err != nil {
-			return fmt.Errorf("guard: %w", err)
-		}
+	if len(fps) == 0 {
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(g.dir, FingerprintsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("guard: %w", err)
+	}
+	_, err = f.Write(buf)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("guard: %w", err)
 	}
 	for _, fp := range fps {
 		g.fps[fp.MAC] = fp
 	}
-	return f.Close()
+	return nil
 }
 
 // Prune drops fingerprints whose secrets have expired and rewrites the
