@@ -10,6 +10,11 @@ import (
 	"github.com/credbroker/credbroker/configs"
 )
 
+// TestPolicyCheck names private and metadata addresses, but only as data:
+// a Policy decides and never dials (it has no dialer), and its resolver
+// here is a map, so no packet leaves the machine. The gateway's own test
+// of those addresses (TestRefusedAddressesAreNeverDialed) fails on any
+// dial through its hook.
 func TestPolicyCheck(t *testing.T) {
 	cfg := testConfig(
 		[]string{"web.test:8443", "*.example.org", "public.test:443", "mixed.test:443", "db.corp:5432", "10.1.0.0/16:5432",
