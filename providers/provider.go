@@ -148,6 +148,21 @@ type Revocations interface {
 	RenewEarly(ctx context.Context, provider string, roles []string, at time.Time) (int, error)
 }
 
+// ExpiresBy is when a credential asked for at start, by the broker's
+// clock, to live d expires by that clock: start + d, or the expiry the
+// server reported if that is earlier (the server shortened it) and still
+// after start. A reported expiry is the server's clock: read alone, a
+// broker clock ahead of it by more than d saw every credential expired at
+// birth and re-minted it on every refresh tick, and one behind it renewed
+// only after the credential had lapsed at the server.
+func ExpiresBy(start time.Time, d time.Duration, reported time.Time) time.Time {
+	exp := start.Add(d)
+	if reported.After(start) && reported.Before(exp) {
+		return reported
+	}
+	return exp
+}
+
 // IDs returns the ids of ls, for RevokeAll's covered list.
 func IDs(ls []leases.Lease) []string {
 	ids := make([]string, len(ls))

@@ -34,7 +34,7 @@ var readonlyRole = configs.Role{
 	},
 }
 
-func newMinIOProvider(t *testing.T, srv *miniotest.Server) *awssts.Provider {
+func newMinIOProvider(t *testing.T, srv *miniotest.Server, opts ...awssts.Option) *awssts.Provider {
 	t.Helper()
 	t.Setenv("AWS_ACCESS_KEY_ID", miniotest.RootUser)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", miniotest.RootPassword)
@@ -42,7 +42,7 @@ func newMinIOProvider(t *testing.T, srv *miniotest.Server) *awssts.Provider {
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 	p, err := awssts.New(context.Background(), configs.AWSProvider{
 		Region: miniotest.Region, STSEndpoint: srv.URL, EndpointURL: srv.URL, Revocation: configs.RevokeMinIOTokens,
-	}, map[string]configs.Role{readonlyRole.Name: readonlyRole}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}, map[string]configs.Role{readonlyRole.Name: readonlyRole}, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +166,34 @@ func TestShortSessionGets900s(t *testing.T) {
 	}
 	if d := time.Until(g.Leases[0].ExpiresAt); d < 14*time.Minute || d > 16*time.Minute {
 		t.Errorf("credentials for a 2m session live %v, want STS's 15m minimum", d)
+	}
+}
+
+// TestLifeByBrokerClock: the lease's life is counted on the broker's
+// clock, not read from the Expiration of an STS server whose clock is
+// hours behind (the daemon after a clock jump): read from it, every
+// credential looked expired at birth and was re-minted on every tick.
+func TestLifeByBrokerClock(t *testing.T) {
+	srv := miniotest.Start(t)
+	for _, skew := range []time.Duration{0, 3 * time.Hour, -3 * time.Hour} {
+		t.Run(skew.String(), func(t *testing.T) {
+			now := func() time.Time { return time.Now().Add(skew) }
+			p := newMinIOProvider(t, srv, awssts.WithClock(now))
+			s := providertest.NewSession(readonlyRole.Name, time.Hour)
+			s.ExpiresAt = now().Add(time.Hour)
+			before := now()
+			g, err := p.Mint(context.Background(), s, readonlyRole)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := g.Leases[0]
+			if l.IssuedAt.Before(before) || l.IssuedAt.After(now()) {
+				t.Errorf("issued at %v, want between %v and %v by the broker's clock", l.IssuedAt, before, now())
+			}
+			if life := l.ExpiresAt.Sub(l.IssuedAt); life < 59*time.Minute || life > time.Hour {
+				t.Errorf("a 1h credential lives %v by the broker's clock (issued %v, expires %v)", life, l.IssuedAt, l.ExpiresAt)
+			}
+		})
 	}
 }
 

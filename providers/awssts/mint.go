@@ -33,21 +33,20 @@ func (p *Provider) Mint(ctx context.Context, s providers.Session, role configs.R
 	if err != nil {
 		return providers.Grant{}, err
 	}
-	now := p.now()
 	l := leases.Lease{
 		ID:         leaseID(s.ID),
 		SessionID:  s.ID,
 		Provider:   Name,
 		Kind:       KindSTS,
 		ExternalID: aws.ToString(creds.AccessKeyId),
-		IssuedAt:   now,
-		ExpiresAt:  aws.ToTime(creds.Expiration),
+		IssuedAt:   creds.issued,
+		ExpiresAt:  creds.expires,
 		Renewable:  true,
 		State:      leases.LeaseActive,
 		Data:       map[string]string{"role": role.Name, "role_arn": role.AWS.RoleARN},
 	}
 	maps.Copy(l.Data, p.rev.leaseData(ctx))
-	return providers.Grant{Leases: []leases.Lease{l}, Files: p.files(creds), Env: p.env(), Secrets: issued(creds)}, nil
+	return providers.Grant{Leases: []leases.Lease{l}, Files: p.files(creds.Credentials), Env: p.env(), Secrets: issued(creds.Credentials)}, nil
 }
 
 // RenewAfter re-mints at 80 % of the credentials' life.
@@ -77,9 +76,9 @@ func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Leas
 	}
 	maps.Copy(nl.Data, p.rev.leaseData(ctx))
 	nl.ExternalID = aws.ToString(creds.AccessKeyId)
-	nl.IssuedAt = p.now()
-	nl.ExpiresAt = aws.ToTime(creds.Expiration)
-	return providers.Grant{Leases: []leases.Lease{nl}, Files: p.files(creds), Secrets: issued(creds)}, nil
+	nl.IssuedAt = creds.issued
+	nl.ExpiresAt = creds.expires
+	return providers.Grant{Leases: []leases.Lease{nl}, Files: p.files(creds.Credentials), Secrets: issued(creds.Credentials)}, nil
 }
 
 // callTimeout bounds one STS call, the SDK's retries included (as the
@@ -87,13 +86,22 @@ func (p *Provider) Renew(ctx context.Context, s providers.Session, l leases.Leas
 // connection held a session start for three 30 s attempts.
 const callTimeout = 30 * time.Second
 
-func (p *Provider) assume(ctx context.Context, s providers.Session, role configs.Role) (*ststypes.Credentials, error) {
+// stsCreds are credentials STS issued, with their life by the broker's
+// clock (see providers.ExpiresBy).
+type stsCreds struct {
+	*ststypes.Credentials
+	issued, expires time.Time
+}
+
+func (p *Provider) assume(ctx context.Context, s providers.Session, role configs.Role) (stsCreds, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
+	start := p.now()
+	secs := durationSeconds(start, s.ExpiresAt, role.AWS.MaxDuration.D())
 	in := &sts.AssumeRoleInput{
 		RoleArn:         aws.String(role.AWS.RoleARN),
 		RoleSessionName: aws.String("credbroker-" + s.ID),
-		DurationSeconds: aws.Int32(durationSeconds(p.now(), s.ExpiresAt, role.AWS.MaxDuration.D())),
+		DurationSeconds: aws.Int32(secs),
 		SourceIdentity:  aws.String(s.ID),
 		Tags: []ststypes.Tag{
 			{Key: aws.String("credbroker:session"), Value: aws.String(s.ID)},
@@ -113,20 +121,21 @@ func (p *Provider) assume(ctx context.Context, s providers.Session, role configs
 	if p.oidc != nil {
 		c, err := p.assumeWithWebIdentity(ctx, s, role, in)
 		if err != nil {
-			return nil, err
+			return stsCreds{}, err
 		}
 		creds = c
 	} else {
 		out, err := p.sts.AssumeRole(ctx, in, p.rev.assumeOptions(s.ID)...)
 		if err != nil {
-			return nil, fmt.Errorf("aws: assume role %s: %w", role.AWS.RoleARN, describe(err))
+			return stsCreds{}, fmt.Errorf("aws: assume role %s: %w", role.AWS.RoleARN, describe(err))
 		}
 		creds = out.Credentials
 	}
 	if creds == nil || creds.AccessKeyId == nil {
-		return nil, errors.New("aws: assume role: STS returned no credentials")
+		return stsCreds{}, errors.New("aws: assume role: STS returned no credentials")
 	}
-	return creds, nil
+	exp := providers.ExpiresBy(start, time.Duration(secs)*time.Second, aws.ToTime(creds.Expiration))
+	return stsCreds{Credentials: creds, issued: start, expires: exp}, nil
 }
 
 // assumeWithWebIdentity mints with a JWT the broker signed for the session

@@ -149,9 +149,11 @@ func tokenSeconds(s providers.Session, now time.Time, roleCap time.Duration) int
 }
 
 // requestToken asks for a token of the ServiceAccount and returns it with
-// the expiry the server granted (it may shorten it).
+// its expiry by the broker's clock (providers.ExpiresBy: the server may
+// shorten the life asked for, and its clock may differ from the broker's).
 func (p *Provider) requestToken(ctx context.Context, s providers.Session, ns, name string, audiences []string, roleCap time.Duration) (secret.Value, time.Time, error) {
-	secs := tokenSeconds(s, p.now(), roleCap)
+	start := p.now()
+	secs := tokenSeconds(s, start, roleCap)
 	tr, err := p.client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{
 		Spec: authv1.TokenRequestSpec{
 			Audiences:         audiences,
@@ -164,7 +166,7 @@ func (p *Provider) requestToken(ctx context.Context, s providers.Session, ns, na
 	if tr.Status.Token == "" || tr.Status.ExpirationTimestamp.IsZero() {
 		return secret.Value{}, time.Time{}, fmt.Errorf("kube: request a token for %s/%s: empty answer", ns, name)
 	}
-	return secret.New(tr.Status.Token), tr.Status.ExpirationTimestamp.Time, nil
+	return secret.New(tr.Status.Token), providers.ExpiresBy(start, time.Duration(secs)*time.Second, tr.Status.ExpirationTimestamp.Time), nil
 }
 
 // lease is the one lease of a session: its ServiceAccount, with what Renew
